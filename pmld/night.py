@@ -1,0 +1,398 @@
+"""The in-memory night: what every pmld algorithm receives.
+
+A :class:`Night` holds one or two ankle :class:`Sensor` recordings and the night's
+annotations (lights off/on, reference events, simulator ground truth). Times inside a
+night are seconds from :attr:`Night.start_utc`, the earliest sensor start.
+
+Sampling model
+--------------
+A sensor's samples sit on one uniform grid ``start_utc + k / fs_hz``. The samples that
+exist are stored contiguously; spans with no data are listed in :attr:`Sensor.gaps` as
+``(sample_index, missing_samples)``: ``missing_samples`` grid points are absent just
+before stored sample ``sample_index``. Gaps are never filled with zeros or
+interpolated across. A source with irregular timestamps is resampled onto such a grid
+at import; a sensor may instead carry per-sample ``timestamps_s`` (seconds from its
+start) when it was stored without resampling, in which case ``fs_hz`` is nominal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, UsageError
+
+SIDES = ("left", "right", "unknown")
+
+#: Columns of :attr:`Night.annotations`, in order.
+ANNOTATION_COLUMNS = ("onset_s", "duration_s", "label", "side", "source")
+
+#: Annotation labels pmld gives a meaning to. Other labels are kept as they are.
+ANNOTATION_LABELS = {
+    "lights_off": "lights switched off (start of the analysis window)",
+    "lights_on": "lights switched on (end of the analysis window)",
+    "lm": "a leg movement (reference scoring or simulator truth)",
+    "posture": "a posture change or large body movement (not a candidate LM)",
+    "wake": "a span of wakefulness",
+    "sleep": "a span of sleep",
+    "plm_series": "a span covered by a PLM series (simulator truth)",
+    "apnea": "an apnea (respiratory event)",
+    "hypopnea": "a hypopnea (respiratory event)",
+    "arousal": "a cortical arousal",
+    "nonwear": "the band was not worn",
+}
+
+GAP_COLUMNS = ("sample_index", "missing_samples")
+
+
+def empty_annotations() -> pd.DataFrame:
+    """An annotation table with no rows and the standard columns and dtypes."""
+    return pd.DataFrame(
+        {
+            "onset_s": pd.Series(dtype="float64"),
+            "duration_s": pd.Series(dtype="float64"),
+            "label": pd.Series(dtype="object"),
+            "side": pd.Series(dtype="object"),
+            "source": pd.Series(dtype="object"),
+        }
+    )
+
+
+def make_annotations(
+    onset_s,
+    duration_s,
+    label,
+    side="unknown",
+    source="user",
+) -> pd.DataFrame:
+    """Build an annotation table; scalars broadcast over the rows."""
+    onset = np.atleast_1d(np.asarray(onset_s, dtype="float64"))
+    n = onset.size
+    frame = pd.DataFrame(
+        {
+            "onset_s": onset,
+            "duration_s": np.broadcast_to(np.asarray(duration_s, dtype="float64"), n).copy(),
+            "label": np.broadcast_to(np.asarray(label, dtype=object), n).copy(),
+            "side": np.broadcast_to(np.asarray(side, dtype=object), n).copy(),
+            "source": np.broadcast_to(np.asarray(source, dtype=object), n).copy(),
+        }
+    )
+    return frame
+
+
+def empty_gaps() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"sample_index": pd.Series(dtype="int64"), "missing_samples": pd.Series(dtype="int64")}
+    )
+
+
+def as_utc(when: datetime | str) -> datetime:
+    """Parse an ISO 8601 string or datetime into an aware UTC datetime.
+
+    A naive value is refused: pmld never guesses a time zone for an absolute time.
+    """
+    if isinstance(when, str):
+        text = when.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise UsageError(
+                f"start time {when!r} is not ISO 8601 (e.g. 2026-03-01T22:30:00+01:00)"
+            ) from None
+    if when.tzinfo is None:
+        raise UsageError(
+            f"start time {when.isoformat()} has no UTC offset; give one, e.g. "
+            f"{when.isoformat()}+00:00"
+        )
+    return when.astimezone(UTC)
+
+
+def check_timezone(name: str) -> str:
+    """Return ``name`` if it is an IANA time zone, else raise a :class:`UsageError`."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"unknown IANA time zone {name!r} (e.g. Europe/Zurich, UTC)") from None
+    return name
+
+
+@dataclass(eq=False)
+class Sensor:
+    """One accelerometer (normally on one ankle).
+
+    Parameters
+    ----------
+    acc_g : ndarray, shape (n, 3)
+        Acceleration in g along the sensor's own axes, float32.
+    fs_hz : float
+        Sampling rate of the grid (nominal rate when ``timestamps_s`` is given).
+    start_utc : datetime
+        Aware UTC time of grid point 0 (the first sample).
+    side : {'left', 'right', 'unknown'}
+        Placement.
+    gyro_dps : ndarray, shape (n, 3), optional
+        Angular rate in degrees per second, same samples as ``acc_g``.
+    gaps : DataFrame
+        ``sample_index, missing_samples`` (see the module docstring).
+    timestamps_s : ndarray, shape (n,), optional
+        Per-sample times in seconds from ``start_utc``, only for irregular sources.
+    device : dict
+        Device metadata (model, serial, firmware, range_g, ...): strings and numbers.
+    """
+
+    acc_g: np.ndarray
+    fs_hz: float
+    start_utc: datetime
+    side: str = "unknown"
+    gyro_dps: np.ndarray | None = None
+    gaps: pd.DataFrame = field(default_factory=empty_gaps)
+    timestamps_s: np.ndarray | None = None
+    device: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.acc_g = np.ascontiguousarray(self.acc_g, dtype=np.float32)
+        if self.acc_g.ndim != 2 or self.acc_g.shape[1] != 3:
+            raise InputError(f"acceleration must have shape (n, 3), got {self.acc_g.shape}")
+        self.fs_hz = float(self.fs_hz)
+        if not np.isfinite(self.fs_hz) or self.fs_hz <= 0:
+            raise InputError(f"sampling rate must be a positive number of Hz, got {self.fs_hz}")
+        self.start_utc = as_utc(self.start_utc)
+        if self.side not in SIDES:
+            raise UsageError(f"side must be one of {', '.join(SIDES)}, got {self.side!r}")
+        if self.gyro_dps is not None:
+            self.gyro_dps = np.ascontiguousarray(self.gyro_dps, dtype=np.float32)
+            if self.gyro_dps.shape != self.acc_g.shape:
+                raise InputError(
+                    f"gyroscope shape {self.gyro_dps.shape} differs from acceleration "
+                    f"shape {self.acc_g.shape}"
+                )
+        self.gaps = _clean_gaps(self.gaps, len(self.acc_g))
+        if self.timestamps_s is not None:
+            self.timestamps_s = np.asarray(self.timestamps_s, dtype=np.float64)
+            if self.timestamps_s.shape != (len(self.acc_g),):
+                raise InputError("timestamps_s must have one value per sample")
+
+    # -- sizes and times ---------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        return int(self.acc_g.shape[0])
+
+    @property
+    def missing_samples(self) -> int:
+        return int(self.gaps["missing_samples"].sum())
+
+    @property
+    def duration_s(self) -> float:
+        """Time from the first sample to one period after the last, gaps included."""
+        if self.timestamps_s is not None and self.n_samples:
+            return float(self.timestamps_s[-1] + 1.0 / self.fs_hz)
+        return (self.n_samples + self.missing_samples) / self.fs_hz
+
+    @property
+    def recorded_s(self) -> float:
+        """Time actually covered by samples (gaps excluded)."""
+        return self.n_samples / self.fs_hz
+
+    @property
+    def end_utc(self) -> datetime:
+        return self.start_utc + timedelta(seconds=self.duration_s)
+
+    @property
+    def is_uniform(self) -> bool:
+        return self.timestamps_s is None
+
+    def grid_index(self) -> np.ndarray:
+        """Grid position of every stored sample (int64): its index plus gaps before it."""
+        shift = np.zeros(self.n_samples + 1, dtype=np.int64)
+        if len(self.gaps):
+            np.add.at(
+                shift,
+                self.gaps["sample_index"].to_numpy(),
+                self.gaps["missing_samples"].to_numpy(),
+            )
+        return np.arange(self.n_samples, dtype=np.int64) + np.cumsum(shift[:-1])
+
+    def times_s(self) -> np.ndarray:
+        """Time of every sample in seconds from this sensor's start (float64)."""
+        if self.timestamps_s is not None:
+            return self.timestamps_s
+        return self.grid_index() / self.fs_hz
+
+    def segments(self) -> Iterator[tuple[int, int]]:
+        """Yield ``(first, stop)`` sample-index ranges of gap-free data."""
+        first = 0
+        for index in self.gaps["sample_index"].to_numpy():
+            if index > first:
+                yield first, int(index)
+            first = int(index)
+        if self.n_samples > first:
+            yield first, self.n_samples
+
+    def gap_spans_s(self) -> np.ndarray:
+        """Gaps as an array of ``(start_s, end_s)`` rows, seconds from this sensor's start."""
+        if not len(self.gaps):
+            return np.zeros((0, 2))
+        grid = self.grid_index()
+        idx = self.gaps["sample_index"].to_numpy()
+        miss = self.gaps["missing_samples"].to_numpy()
+        end = np.where(idx < self.n_samples, grid[np.minimum(idx, self.n_samples - 1)], 0)
+        end = np.where(idx < self.n_samples, end, self.n_samples + self.missing_samples)
+        start = end - miss
+        return np.column_stack([start, end]) / self.fs_hz
+
+
+def _clean_gaps(gaps, n_samples: int) -> pd.DataFrame:
+    if gaps is None or len(gaps) == 0:
+        return empty_gaps()
+    frame = pd.DataFrame(gaps, columns=list(GAP_COLUMNS)) if not isinstance(
+        gaps, pd.DataFrame
+    ) else gaps[list(GAP_COLUMNS)]
+    index = frame["sample_index"].to_numpy(dtype=np.int64)
+    missing = frame["missing_samples"].to_numpy(dtype=np.int64)
+    if np.any(missing <= 0):
+        raise InputError("every gap must miss at least one sample")
+    if np.any(index < 0) or np.any(index > n_samples):
+        raise InputError(f"gap sample_index outside 0..{n_samples}")
+    if np.any(np.diff(index) <= 0):
+        raise InputError("gaps must be sorted by sample_index, one per position")
+    return pd.DataFrame({"sample_index": index, "missing_samples": missing})
+
+
+@dataclass(eq=False)
+class Night:
+    """A night: one or two ankle sensors, the local time zone and the annotations.
+
+    Annotation times (``onset_s``) are seconds from :attr:`start_utc`, the earliest
+    sensor start. ``meta`` holds free-form provenance (source file, subject, simulator
+    scenario and seed, ...): strings and numbers only.
+    """
+
+    sensors: list[Sensor]
+    timezone: str = "UTC"
+    annotations: pd.DataFrame = field(default_factory=empty_annotations)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sensors, Sensor):
+            self.sensors = [self.sensors]
+        if not self.sensors:
+            raise InputError("a night needs at least one sensor")
+        sides = [s.side for s in self.sensors]
+        known = [s for s in sides if s != "unknown"]
+        if len(known) != len(set(known)) or (len(sides) > 1 and "unknown" in sides):
+            raise InputError(f"two sensors of one night must be on different sides, got {sides}")
+        check_timezone(self.timezone)
+        self.annotations = _clean_annotations(self.annotations)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        acc_g: np.ndarray,
+        fs_hz: float,
+        start_utc: datetime | str = "2000-01-01T00:00:00+00:00",
+        *,
+        side: str = "unknown",
+        timezone: str = "UTC",
+        gyro_dps: np.ndarray | None = None,
+        annotations: pd.DataFrame | None = None,
+        device: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Night:
+        """A one-sensor night from an ``(n, 3)`` array in g."""
+        sensor = Sensor(
+            acc_g, fs_hz, as_utc(start_utc), side=side, gyro_dps=gyro_dps, device=dict(device or {})
+        )
+        return cls(
+            [sensor],
+            timezone=timezone,
+            annotations=empty_annotations() if annotations is None else annotations,
+            meta=dict(meta or {}),
+        )
+
+    @property
+    def start_utc(self) -> datetime:
+        return min(s.start_utc for s in self.sensors)
+
+    @property
+    def end_utc(self) -> datetime:
+        return max(s.end_utc for s in self.sensors)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_utc - self.start_utc).total_seconds()
+
+    @property
+    def start_local(self) -> datetime:
+        return self.start_utc.astimezone(ZoneInfo(self.timezone))
+
+    @property
+    def sensor(self) -> Sensor:
+        """The only sensor; an error when the night has two."""
+        if len(self.sensors) != 1:
+            raise UsageError("this night has two sensors: choose one with night.ankle(side)")
+        return self.sensors[0]
+
+    def ankle(self, side: str) -> Sensor:
+        for s in self.sensors:
+            if s.side == side:
+                return s
+        raise UsageError(f"this night has no {side} sensor (it has {self.sides})")
+
+    @property
+    def sides(self) -> list[str]:
+        return [s.side for s in self.sensors]
+
+    def offset_s(self, sensor: Sensor) -> float:
+        """Seconds from the night's start to ``sensor``'s first grid point."""
+        return (sensor.start_utc - self.start_utc).total_seconds()
+
+    def annotation(self, label: str) -> pd.DataFrame:
+        """The annotations with this label, sorted by onset."""
+        rows = self.annotations[self.annotations["label"] == label]
+        return rows.sort_values("onset_s", kind="stable").reset_index(drop=True)
+
+    def add_annotations(self, frame: pd.DataFrame) -> None:
+        self.annotations = _clean_annotations(
+            pd.concat([self.annotations, frame], ignore_index=True)
+        )
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{s.side} {s.n_samples} samples @ {s.fs_hz:g} Hz" for s in self.sensors
+        )
+        return (
+            f"<Night {self.start_local.isoformat(timespec='seconds')} {self.timezone}, "
+            f"{self.duration_s / 3600:.2f} h, {parts}, {len(self.annotations)} annotations>"
+        )
+
+
+def _clean_annotations(frame: pd.DataFrame | None) -> pd.DataFrame:
+    if frame is None or len(frame) == 0:
+        return empty_annotations()
+    missing = [c for c in ("onset_s", "duration_s", "label") if c not in frame.columns]
+    if missing:
+        raise InputError(f"annotations lack column(s) {', '.join(missing)}")
+    out = pd.DataFrame(
+        {
+            "onset_s": pd.to_numeric(frame["onset_s"]).astype("float64"),
+            "duration_s": pd.to_numeric(frame["duration_s"]).astype("float64"),
+            "label": frame["label"].astype(str).astype(object),
+            "side": (frame["side"] if "side" in frame else "unknown"),
+            "source": (frame["source"] if "source" in frame else "user"),
+        }
+    )
+    out["side"] = out["side"].astype(str).astype(object)
+    out["source"] = out["source"].astype(str).astype(object)
+    bad = ~np.isfinite(out["onset_s"]) | ~np.isfinite(out["duration_s"]) | (out["duration_s"] < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"annotation row {row} has a non-finite onset or a negative duration")
+    return out.sort_values("onset_s", kind="stable").reset_index(drop=True)
