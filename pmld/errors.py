@@ -6,10 +6,11 @@ and exits with the class's ``exit_code``; anything else is a bug and keeps its t
 
 Exit codes
 ----------
-0  success
-1  unexpected internal error (a bug: please report it with the traceback)
-2  bad input: a missing, corrupt, truncated or unsupported file, or invalid data
-3  bad usage: an invalid option or parameter value
+0    success
+1    unexpected internal error (a bug: please report it with the traceback)
+2    the input or the command line is not usable: a missing, corrupt, truncated or
+     unsupported file, invalid data, or an invalid option or parameter value
+130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -38,4 +39,4 @@ class FormatError(InputError):
 class UsageError(PmldError):
     """An option or parameter is invalid."""
 
-    exit_code = 3
+    exit_code = 2

@@ -396,3 +396,73 @@ def _clean_annotations(frame: pd.DataFrame | None) -> pd.DataFrame:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(f"annotation row {row} has a non-finite onset or a negative duration")
     return out.sort_values("onset_s", kind="stable").reset_index(drop=True)
+
+
+def combine_ankles(left: Night, right: Night) -> Night:
+    """One night from two single-ankle nights, aligned by their absolute start times.
+
+    The first must hold a left (or unknown) sensor and the second a right (or unknown)
+    one; unknown sides are set to left and right. Annotations of both are kept, shifted
+    to the combined night's start, without duplicates.
+    """
+    sensors = []
+    for night, side in ((left, "left"), (right, "right")):
+        if len(night.sensors) != 1:
+            raise UsageError("combine two single-ankle nights, not a night with two sensors")
+        sensor = night.sensors[0]
+        if sensor.side not in (side, "unknown"):
+            raise UsageError(f"the {side} night's sensor is marked {sensor.side!r}")
+        sensors.append(
+            Sensor(
+                sensor.acc_g,
+                sensor.fs_hz,
+                sensor.start_utc,
+                side=side,
+                gyro_dps=sensor.gyro_dps,
+                gaps=sensor.gaps,
+                timestamps_s=sensor.timestamps_s,
+                device=sensor.device,
+            )
+        )
+    if left.timezone != right.timezone:
+        raise UsageError(
+            f"the two ankles' nights are in different time zones ({left.timezone}, "
+            f"{right.timezone})"
+        )
+    start = min(s.start_utc for s in sensors)
+    overlap = (min(s.end_utc for s in sensors) - max(s.start_utc for s in sensors)).total_seconds()
+    if overlap <= 0:
+        raise UsageError("the two ankles' recordings do not overlap in time")
+    frames = []
+    for night in (left, right):
+        shift = (night.start_utc - start).total_seconds()
+        frames.append(night.annotations.assign(onset_s=night.annotations["onset_s"] + shift))
+    annotations = pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
+    meta = {**right.meta, **left.meta}
+    return Night(sensors, timezone=left.timezone, annotations=annotations, meta=meta)
+
+
+def parse_night_time(text: str, night: Night) -> float:
+    """A time of the night as seconds from its start.
+
+    Accepts seconds (``"1800"``), a local clock time (``"23:10"``, the first such time
+    after the recording starts), or an ISO 8601 date-time with an offset.
+    """
+    text = str(text).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if len(text) <= 8 and ":" in text and "T" not in text:
+        try:
+            clock = datetime.strptime(text, "%H:%M:%S" if text.count(":") == 2 else "%H:%M")
+        except ValueError:
+            raise UsageError(f"time {text!r} is not HH:MM, seconds, or ISO 8601") from None
+        local = night.start_local
+        candidate = local.replace(
+            hour=clock.hour, minute=clock.minute, second=clock.second, microsecond=0
+        )
+        if candidate < local:
+            candidate += timedelta(days=1)
+        return (candidate.astimezone(UTC) - night.start_utc).total_seconds()
+    return (as_utc(text) - night.start_utc).total_seconds()

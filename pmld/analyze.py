@@ -1,0 +1,475 @@
+"""A night from acceleration to PLM indices: the pipeline behind ``pmld analyze``.
+
+``analyze(night)`` detects leg movements on each ankle on its own (:mod:`pmld.detect`),
+merges the two ankles' movements and scores them by the clinical rules
+(:mod:`pmld.score`) inside the analysis window, and returns a :class:`NightAnalysis`
+with the events, the indices, the quality findings and the exact parameters used.
+
+Analysis window
+---------------
+From lights-off to lights-on when given (arguments, or ``lights_off``/``lights_on``
+annotations), else the whole recording. Time with no data (gaps) is not analysed
+time: indices are per hour of time that was both inside the window and recorded. A
+gap of ``break_gap_s`` or longer ends any PLM series, because a movement may have
+been missed in it.
+
+Sleep and wake
+--------------
+Until sleep is estimated from the ankle, the whole window counts as sleep unless the
+night carries ``sleep``/``wake`` annotations from a reference or a user (annotations
+with source ``simulator`` are ground truth for evaluation, never analysis input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .detect import (
+    DetectionParams,
+    activity_signal,
+    empty_lm_table,
+    find_leg_movements,
+    resting_floor,
+    thresholds,
+)
+from .errors import UsageError
+from .night import Night, Sensor
+from .score import (
+    ScoringRules,
+    imi_histograms,
+    plm_series,
+    rules_preset,
+    score_leg_movements,
+    summarize,
+)
+
+#: Shortest night that is analysed at all (s).
+MIN_NIGHT_S = 60.0
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    """Parameters of the analysis window and data quality.
+
+    Attributes
+    ----------
+    lights_off_s, lights_on_s : float or None
+        Analysis window in seconds from the night's start; None takes the night's
+        ``lights_off``/``lights_on`` annotations, or the recording's ends.
+    break_gap_s : float
+        A gap at least this long ends PLM series (s).
+    clip_fraction : float
+        Fraction of samples at the sensor's range above which a night is flagged as
+        clipped.
+    """
+
+    lights_off_s: float | None = None
+    lights_on_s: float | None = None
+    break_gap_s: float = 5.0
+    clip_fraction: float = 0.01
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class NightAnalysis:
+    """The result of analysing one night.
+
+    Attributes
+    ----------
+    events : DataFrame
+        One row per scored LM after the bilateral merge (see :mod:`pmld.score`), with
+        the detector's amplitude measures.
+    series : DataFrame
+        One row per PLM series.
+    monolateral : DataFrame
+        The detector's LMs of each ankle before the merge, with ``side``.
+    indices : dict
+        The night's indices and counts (:func:`pmld.score.summarize`).
+    histograms : dict
+        IMI and ln(IMI) histograms with their bin edges.
+    quality : dict
+        Findings about the data (flags with reasons, per-ankle floor and thresholds).
+    parameters : dict
+        The full resolved parameters: ``detection``, ``rules``, ``window``.
+    night_info : dict
+        Start time, time zone, sides, duration, analysis window.
+    """
+
+    events: pd.DataFrame
+    series: pd.DataFrame
+    monolateral: pd.DataFrame
+    indices: dict[str, Any]
+    histograms: dict[str, np.ndarray]
+    quality: dict[str, Any]
+    parameters: dict[str, Any]
+    night_info: dict[str, Any]
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    pmld_version: str = __version__
+
+    def summary(self) -> dict[str, Any]:
+        """The headline figures as a flat dict."""
+        keys = (
+            "plm_index",
+            "plm_count",
+            "plms_index",
+            "lm_count",
+            "lm_index",
+            "clm_count",
+            "clm_index",
+            "periodicity_index",
+            "plm_series_count",
+            "severity",
+            "abnormal",
+        )
+        out = {k: self.indices[k] for k in keys if k in self.indices}
+        out["analyzed_hours"] = self.indices.get("analyzed_hours")
+        out["rules"] = self.parameters["rules"].get("name", "custom")
+        out["flags"] = list(self.quality.get("flags", []))
+        return out
+
+    def to_hdf5(self, path) -> None:
+        """Write the nightly summary file (pmld-summary schema v1)."""
+        from .io.summary import write_summary
+
+        write_summary(self, path)
+
+    def get_mask(self, times_s: np.ndarray, which: str = "plm") -> np.ndarray:
+        """Boolean mask of the times that fall inside LMs (``which='lm'``) or PLMs."""
+        rows = self.events if which == "lm" else self.events[self.events["plm"]]
+        mask = np.zeros(np.shape(times_s), dtype=bool)
+        if len(rows):
+            starts = rows["onset_s"].to_numpy()
+            stops = rows["offset_s"].to_numpy()
+            pos = np.searchsorted(starts, times_s, side="right") - 1
+            valid = pos >= 0
+            mask[valid] = times_s[valid] < stops[pos[valid]]
+        return mask
+
+
+def split_params(params: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """Route ``name=value`` overrides to the detection, scoring or window stage."""
+    detection_names = {f.name for f in fields(DetectionParams)}
+    rules_names = {f.name for f in fields(ScoringRules)}
+    window_names = {f.name for f in fields(WindowParams)}
+    detection, rules, window = {}, {}, {}
+    for name, value in params.items():
+        if name in detection_names:
+            detection[name] = value
+        elif name in rules_names:
+            rules[name] = value
+        elif name in window_names:
+            window[name] = value
+        else:
+            known = sorted(detection_names | rules_names | window_names)
+            raise UsageError(f"unknown parameter {name!r}; known parameters: {', '.join(known)}")
+    return detection, rules, window
+
+
+def analyze(
+    night: Night,
+    rules: str | ScoringRules = "wasm2016",
+    *,
+    detection: DetectionParams | None = None,
+    window: WindowParams | None = None,
+    **params: Any,
+) -> NightAnalysis:
+    """Detect and score the leg movements of a night.
+
+    Parameters
+    ----------
+    night : Night
+        One or two ankles.
+    rules : str or ScoringRules
+        A rule preset (``'wasm2016'``, ``'aasm'``, ``'strict'``) or rules.
+    detection : DetectionParams, optional
+    window : WindowParams, optional
+    **params
+        Overrides of any detection, scoring or window parameter by name, e.g.
+        ``onset_ratio=5`` or ``min_imi_s=5``.
+
+    Returns
+    -------
+    NightAnalysis
+    """
+    det_over, rule_over, win_over = split_params(params)
+    detection = DetectionParams(**{**(detection or DetectionParams()).to_dict(), **det_over})
+    if isinstance(rules, str):
+        rules = rules_preset(rules, **rule_over)
+    elif rule_over:
+        rules = rules_preset(rules.to_dict().get("name", "wasm2016"), **{
+            **{k: v for k, v in rules.to_dict().items() if k != "name"}, **rule_over})
+    window = WindowParams(**{**(window or WindowParams()).to_dict(), **win_over})
+
+    flags: list[str] = []
+    start_s, stop_s = _analysis_window(night, window, flags)
+    sensor_quality = {}
+    per_side = []
+    covered = []
+    for sensor in night.sensors:
+        lms, spans, quality = _detect_sensor(night, sensor, detection, window, flags)
+        sensor_quality[sensor.side] = quality
+        covered.append(spans)
+        if len(lms):
+            lms = lms.assign(side=sensor.side)
+            per_side.append(lms)
+    monolateral = (
+        pd.concat(per_side, ignore_index=True).sort_values("onset_s", kind="stable")
+        if per_side
+        else empty_lm_table().assign(side=pd.Series(dtype=object))
+    )
+    islands = _coverage(covered, start_s, stop_s, window.break_gap_s)
+    analyzed_s = float(sum(cov for _, _, cov in islands))
+    if analyzed_s < MIN_NIGHT_S:
+        flags.append(
+            f"too short to analyse: {analyzed_s:.0f} s of data in the window "
+            f"(at least {MIN_NIGHT_S:.0f} s needed)"
+        )
+    inside = monolateral[
+        (monolateral["onset_s"] >= start_s) & (monolateral["onset_s"] < stop_s)
+    ].reset_index(drop=True)
+    sleep = _sleep_spans(night)
+    scored_parts = []
+    next_series = 0
+    if analyzed_s >= MIN_NIGHT_S:
+        for lo, hi, _ in islands:
+            part = inside[(inside["onset_s"] >= lo) & (inside["onset_s"] < hi)]
+            if not len(part):
+                continue
+            scored = score_leg_movements(
+                part,
+                rules,
+                respiratory=_events(night, ("apnea", "hypopnea")),
+                arousals=_events(night, ("arousal",)),
+                sleep=sleep,
+            )
+            has_series = scored["series_id"] >= 0
+            scored.loc[has_series, "series_id"] += next_series
+            if has_series.any():
+                next_series = int(scored["series_id"].max()) + 1
+            scored_parts.append(scored)
+    events = (
+        pd.concat(scored_parts, ignore_index=True)
+        if scored_parts
+        else score_leg_movements(inside.iloc[:0], rules)
+    )
+    sleep_s, wake_s = _sleep_wake_time(sleep, islands)
+    indices = summarize(events, analyzed_s, sleep_s=sleep_s, wake_s=wake_s)
+    indices["analyzed_hours"] = analyzed_s / 3600
+    if analyzed_s < MIN_NIGHT_S:
+        for key, value in indices.items():
+            if key.endswith("_index") and isinstance(value, float):
+                indices[key] = float("nan")
+    return NightAnalysis(
+        events=events,
+        series=plm_series(events),
+        monolateral=monolateral.reset_index(drop=True),
+        indices=indices,
+        histograms=imi_histograms(events),
+        quality={"flags": flags, "sensors": sensor_quality},
+        parameters={
+            "detection": detection.to_dict(),
+            "rules": rules.to_dict(),
+            "window": window.to_dict(),
+        },
+        night_info={
+            "start_utc": night.start_utc.isoformat(),
+            "timezone": night.timezone,
+            "sides": night.sides,
+            "duration_s": night.duration_s,
+            "window_start_s": start_s,
+            "window_stop_s": stop_s,
+            "meta": dict(night.meta),
+        },
+    )
+
+
+def _analysis_window(night: Night, window: WindowParams, flags: list[str]) -> tuple[float, float]:
+    start, stop = 0.0, night.duration_s
+    off = window.lights_off_s
+    on = window.lights_on_s
+    if off is None and len(night.annotation("lights_off")):
+        off = float(night.annotation("lights_off")["onset_s"].iloc[0])
+    if on is None and len(night.annotation("lights_on")):
+        on = float(night.annotation("lights_on")["onset_s"].iloc[-1])
+    if off is not None:
+        start = max(start, float(off))
+    if on is not None:
+        stop = min(stop, float(on))
+    if stop <= start:
+        raise UsageError(
+            f"the analysis window is empty: lights off at {start:.0f} s is not before "
+            f"lights on at {stop:.0f} s (the recording lasts {night.duration_s:.0f} s)"
+        )
+    return start, stop
+
+
+def _detect_sensor(night, sensor: Sensor, params, window, flags):
+    """Detect LMs on one ankle across its gap-free stretches.
+
+    Returns the LMs (times in s from the night's start), the covered spans, and
+    quality figures. NaN samples are treated as missing data.
+    """
+    quality: dict[str, Any] = {}
+    if not sensor.is_uniform:
+        raise UsageError(
+            f"the {sensor.side} sensor has irregular timestamps; import it with "
+            "resampling (pmld import) before analysis"
+        )
+    offset = night.offset_s(sensor)
+    grid = sensor.grid_index()
+    fs = sensor.fs_hz
+    acc = sensor.acc_g
+    stretches = []
+    nan_rows = ~np.isfinite(acc).all(axis=1)
+    n_nan = int(nan_rows.sum())
+    if n_nan:
+        flags.append(f"{sensor.side}: {n_nan} samples with NaN treated as missing data")
+    for first, stop in sensor.segments():
+        if n_nan:
+            bad = np.flatnonzero(nan_rows[first:stop]) + first
+            cuts = np.concatenate([[first - 1], bad, [stop]])
+            for lo, hi in zip(cuts[:-1] + 1, cuts[1:], strict=True):
+                if hi > lo:
+                    stretches.append((int(lo), int(hi)))
+        else:
+            stretches.append((first, stop))
+    activities = []
+    spans = []
+    for first, stop in stretches:
+        t0 = grid[first] / fs + offset
+        spans.append((t0, t0 + (stop - first) / fs))
+        activity = activity_signal(
+            acc[first:stop],
+            fs,
+            params,
+            gyro_dps=None if sensor.gyro_dps is None else sensor.gyro_dps[first:stop],
+        )
+        activities.append((t0, activity))
+    all_activity = (
+        np.concatenate([a.activity_g for _, a in activities]) if activities else np.zeros(0)
+    )
+    floor = resting_floor(all_activity, params)
+    onset_g, offset_g = thresholds(floor, params)
+    quality.update(floor_g=floor, onset_threshold_g=onset_g, offset_threshold_g=offset_g)
+    _signal_checks(sensor, acc[~nan_rows] if n_nan else acc, window, flags, quality)
+    tables = []
+    if not quality.get("flat"):
+        for t0, activity in activities:
+            lms = find_leg_movements(activity, onset_g, offset_g, params)
+            if len(lms):
+                lms["onset_s"] += t0
+                lms["offset_s"] += t0
+                tables.append(lms)
+    lms = pd.concat(tables, ignore_index=True) if tables else empty_lm_table()
+    quality["lm_count"] = int(len(lms))
+    return lms, spans, quality
+
+
+def _signal_checks(sensor: Sensor, acc: np.ndarray, window, flags, quality) -> None:
+    side = sensor.side
+    if acc.size == 0:
+        quality["flat"] = True
+        flags.append(f"{side}: no valid samples")
+        return
+    sample = acc[:: max(1, len(acc) // 20000)]
+    spread = float(np.ptp(sample, axis=0).max())
+    if spread < 1e-4:
+        quality["flat"] = True
+        flags.append(
+            f"{side}: the signal is flat (all {sample[0].round(3).tolist()} g): a stuck or "
+            "unpowered sensor; no movements can be detected"
+        )
+    magnitude = float(np.median(np.linalg.norm(sample, axis=1)))
+    quality["median_magnitude_g"] = magnitude
+    if not quality.get("flat") and not 0.7 <= magnitude <= 1.3:
+        flags.append(
+            f"{side}: median acceleration magnitude is {magnitude:.2f} g, not about 1 g: "
+            "wrong units or an uncalibrated sensor"
+        )
+    range_g = sensor.device.get("range_g")
+    if range_g:
+        clipped = float(np.mean(np.abs(sample) >= float(range_g) * 0.999))
+        quality["clipped_fraction"] = clipped
+        if clipped > window.clip_fraction:
+            flags.append(
+                f"{side}: {clipped:.1%} of samples at the sensor's range of "
+                f"+-{float(range_g):g} g (clipped)"
+            )
+
+
+def _coverage(covered, start_s, stop_s, break_gap_s) -> list[tuple[float, float, float]]:
+    """Recorded time inside the window as ``(lo, hi, covered_s)`` islands.
+
+    Spans of both ankles are united; a hole shorter than ``break_gap_s`` joins two
+    spans into one island but its time is not counted in ``covered_s``.
+    """
+    spans = sorted(
+        (max(lo, start_s), min(hi, stop_s))
+        for sensor_spans in covered
+        for lo, hi in sensor_spans
+        if min(hi, stop_s) > max(lo, start_s)
+    )
+    islands: list[list[float]] = []
+    for lo, hi in spans:
+        if islands and lo - islands[-1][1] < break_gap_s:
+            last = islands[-1]
+            last[2] += max(0.0, hi - max(lo, last[1]))
+            last[1] = max(last[1], hi)
+        else:
+            islands.append([lo, hi, hi - lo])
+    return [(lo, hi, cov) for lo, hi, cov in islands]
+
+
+def _sleep_spans(night: Night) -> pd.DataFrame | None:
+    rows = night.annotations[
+        night.annotations["label"].isin(["sleep"]) & (night.annotations["source"] != "simulator")
+    ]
+    wake = night.annotations[
+        night.annotations["label"].isin(["wake"]) & (night.annotations["source"] != "simulator")
+    ]
+    if len(rows):
+        return rows[["onset_s", "duration_s"]].reset_index(drop=True)
+    if len(wake):
+        return _complement(wake, night.duration_s)
+    return None
+
+
+def _complement(wake: pd.DataFrame, total_s: float) -> pd.DataFrame:
+    onsets, durations, t = [], [], 0.0
+    for lo, dur in wake.sort_values("onset_s")[["onset_s", "duration_s"]].to_numpy():
+        if lo > t:
+            onsets.append(t)
+            durations.append(lo - t)
+        t = max(t, lo + dur)
+    if total_s > t:
+        onsets.append(t)
+        durations.append(total_s - t)
+    return pd.DataFrame({"onset_s": onsets, "duration_s": durations})
+
+
+def _sleep_wake_time(sleep, islands) -> tuple[float | None, float | None]:
+    if sleep is None:
+        return None, None
+    total = sum(cov for _, _, cov in islands)
+    asleep = 0.0
+    for lo, hi, _ in islands:
+        for onset, duration in sleep[["onset_s", "duration_s"]].to_numpy():
+            asleep += max(0.0, min(hi, onset + duration) - max(lo, onset))
+    asleep = min(asleep, total)
+    return asleep, total - asleep
+
+
+def _events(night: Night, labels: tuple[str, ...]) -> pd.DataFrame | None:
+    rows = night.annotations[
+        night.annotations["label"].isin(labels) & (night.annotations["source"] != "simulator")
+    ]
+    if not len(rows):
+        return None
+    return rows[["onset_s", "duration_s", "label"]].reset_index(drop=True)

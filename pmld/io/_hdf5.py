@@ -1,0 +1,104 @@
+"""HDF5 plumbing shared by pmld's file formats: checked opening and column tables."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from ..errors import FormatError, InputError
+
+_STR = h5py.string_dtype("utf-8")
+
+
+@contextlib.contextmanager
+def open_checked(path: str | os.PathLike, schema: str, version: str) -> Iterator[h5py.File]:
+    """Open ``path`` for reading and check its ``schema`` and major version.
+
+    Every failure is a one-line :class:`~pmld.errors.InputError` naming the file: a
+    missing file, a file that is not HDF5 or is truncated, another schema, or a newer
+    major version than ``version``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file", path=path)
+    if path.is_dir():
+        raise InputError("is a directory, not a file", path=path)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as error:
+        raise FormatError(_why_unreadable(path, error), path=path) from None
+    with h5:
+        found = h5.attrs.get("schema")
+        if isinstance(found, bytes):
+            found = found.decode()
+        if found != schema:
+            what = "no schema attribute" if found is None else f"schema {found!r}"
+            raise FormatError(f"is HDF5 but not a {schema} file ({what})", path=path)
+        found_version = str(_text(h5.attrs.get("schema_version", "")))
+        major = found_version.split(".")[0]
+        if not major.isdigit():
+            raise FormatError(f"has an unreadable schema_version {found_version!r}", path=path)
+        if int(major) > int(version.split(".")[0]):
+            raise FormatError(
+                f"is {schema} {found_version}; this pmld reads {version.split('.')[0]}.x: "
+                "upgrade pmld",
+                path=path,
+            )
+        try:
+            yield h5
+        except (OSError, RuntimeError) as error:  # damaged chunks surface on read
+            raise FormatError(f"is damaged or truncated ({error})", path=path) from None
+
+
+def _why_unreadable(path: Path, error: OSError) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head != b"\x89HDF\r\n\x1a\n":
+        if not head:
+            return "is empty (0 bytes), not an HDF5 file"
+        return "is not an HDF5 file"
+    return "is an HDF5 file that cannot be opened: truncated or damaged (" + str(error) + ")"
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def write_table(
+    parent: h5py.Group, name: str, frame: pd.DataFrame, units: Mapping[str, str] | None = None
+) -> h5py.Group:
+    """Store a DataFrame as a group with one dataset per column (order kept)."""
+    group = parent.create_group(name)
+    group.attrs["columns"] = np.array(list(frame.columns), dtype=_STR)
+    group.attrs["n_rows"] = len(frame)
+    for column in frame.columns:
+        values = frame[column].to_numpy()
+        if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+            data = np.array([str(v) for v in values], dtype=_STR)
+        elif values.dtype == bool:
+            data = values.astype(np.bool_)
+        else:
+            data = values
+        dataset = group.create_dataset(str(column), data=data)
+        if units and column in units:
+            dataset.attrs["unit"] = units[column]
+    return group
+
+
+def read_table(group: h5py.Group) -> pd.DataFrame:
+    """Read a table written by :func:`write_table`."""
+    columns = [_text(c) for c in group.attrs["columns"]]
+    data = {}
+    for column in columns:
+        dataset = group[column]
+        if h5py.check_string_dtype(dataset.dtype):
+            data[column] = pd.Series(dataset.asstr()[()], dtype=object)
+        else:
+            data[column] = dataset[()]
+    return pd.DataFrame(data, columns=columns)

@@ -1,0 +1,159 @@
+"""The nightly summary file ``pmld-summary`` (HDF5), schema v1.
+
+See ``docs/summary-format.md`` for the full layout. Written atomically (a temporary
+file in the same directory, then renamed), so a crash never leaves half a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from ..errors import FormatError
+from ..provenance import canonical_json, stamp
+from ._hdf5 import open_checked, read_table, write_table
+
+SUMMARY_SCHEMA = "pmld-summary"
+SUMMARY_VERSION = "1.0"
+
+#: Units of the event-table columns that have one.
+UNITS = {
+    "onset_s": "s",
+    "offset_s": "s",
+    "duration_s": "s",
+    "imi_s": "s",
+    "mean_imi_s": "s",
+    "peak_g": "g",
+    "mean_g": "g",
+    "area_gs": "g*s",
+    "peak_angle_deg": "deg",
+    "posture_change_deg": "deg",
+}
+
+
+@dataclass
+class SummaryFile:
+    """A nightly summary read back from disk."""
+
+    path: str
+    attrs: dict[str, Any]
+    events: pd.DataFrame
+    series: pd.DataFrame
+    monolateral: pd.DataFrame
+    indices: dict[str, Any]
+    histograms: dict[str, np.ndarray]
+    quality: dict[str, Any]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_sha256(self) -> str:
+        return str(self.attrs.get("input_sha256", ""))
+
+
+def write_summary(analysis, path: str | os.PathLike, *, inputs: list[dict] | None = None) -> None:
+    """Write a :class:`pmld.analyze.NightAnalysis` as a pmld-summary file.
+
+    ``inputs`` lists ``{"path": ..., "sha256": ...}`` of the files analysed; it
+    defaults to ``analysis.inputs``.
+    """
+    path = Path(path)
+    inputs = list(inputs if inputs is not None else getattr(analysis, "inputs", []))
+    info = analysis.night_info
+    root_attrs = stamp(
+        schema=SUMMARY_SCHEMA,
+        schema_version=SUMMARY_VERSION,
+        start_utc=info["start_utc"],
+        timezone=info["timezone"],
+        sides=",".join(info["sides"]),
+        duration_s=float(info["duration_s"]),
+        window_start_s=float(info["window_start_s"]),
+        window_stop_s=float(info["window_stop_s"]),
+        rules=str(analysis.parameters["rules"].get("name", "custom")),
+        parameters_json=canonical_json(analysis.parameters),
+        inputs_json=canonical_json(inputs),
+        input_sha256=inputs[0]["sha256"] if inputs else "",
+        night_meta_json=canonical_json(info.get("meta", {})),
+    )
+    root_attrs["pmld_version"] = analysis.pmld_version
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise FormatError(f"cannot write {path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            for key, value in root_attrs.items():
+                h5.attrs[key] = value
+            events = h5.create_group("events")
+            write_table(events, "leg_movements", analysis.events, UNITS)
+            write_table(events, "plm_series", analysis.series, UNITS)
+            write_table(events, "monolateral", analysis.monolateral, UNITS)
+            summary = h5.create_group("summary")
+            for key, value in analysis.indices.items():
+                summary.attrs[key] = _attr_value(value)
+            for key, value in analysis.histograms.items():
+                summary.create_dataset(key, data=np.asarray(value))
+            quality = h5.create_group("quality")
+            quality.attrs["flags"] = json.dumps(list(analysis.quality.get("flags", [])))
+            quality.attrs["sensors_json"] = canonical_json(analysis.quality.get("sensors", {}))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _attr_value(value):
+    if value is None:
+        return np.nan
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return value
+    return str(value)
+
+
+def read_summary(path: str | os.PathLike) -> SummaryFile:
+    """Read a pmld-summary file, refusing other schemas and newer major versions."""
+    with open_checked(path, SUMMARY_SCHEMA, SUMMARY_VERSION) as h5:
+        try:
+            attrs = {k: _plain(v) for k, v in h5.attrs.items()}
+            events = read_table(h5["events/leg_movements"])
+            series = read_table(h5["events/plm_series"])
+            monolateral = read_table(h5["events/monolateral"])
+            indices = {k: _plain(v) for k, v in h5["summary"].attrs.items()}
+            histograms = {k: h5["summary"][k][()] for k in h5["summary"]}
+            quality = {
+                "flags": json.loads(h5["quality"].attrs["flags"]),
+                "sensors": json.loads(h5["quality"].attrs["sensors_json"]),
+            }
+        except KeyError as missing:
+            raise FormatError(
+                f"is a damaged pmld-summary file: {missing.args[0]} is missing", path=path
+            ) from None
+    return SummaryFile(
+        path=str(path),
+        attrs=attrs,
+        events=events,
+        series=series,
+        monolateral=monolateral,
+        indices=indices,
+        histograms=histograms,
+        quality=quality,
+        parameters=json.loads(attrs.get("parameters_json", "{}")),
+    )
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
