@@ -22,7 +22,7 @@ with source ``simulator`` are ground truth for evaluation, never analysis input)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,8 @@ class NightAnalysis:
     quality : dict
         Findings about the data (flags with reasons, per-ankle floor and thresholds).
     parameters : dict
-        The full resolved parameters: ``detection``, ``rules``, ``window``.
+        The full resolved parameters: ``rules_preset`` (the preset the rules started
+        from), ``detection``, ``rules``, ``window``.
     night_info : dict
         Start time, time zone, sides, duration, analysis window.
     """
@@ -125,12 +126,12 @@ class NightAnalysis:
             "clm_index",
             "periodicity_index",
             "plm_series_count",
-            "severity",
+            "severity_band",
             "abnormal",
+            "analyzed_hours",
         )
         out = {k: self.indices[k] for k in keys if k in self.indices}
-        out["analyzed_hours"] = self.indices.get("analyzed_hours")
-        out["rules"] = self.parameters["rules"].get("name", "custom")
+        out["rules"] = self.parameters["rules_preset"]
         out["flags"] = list(self.quality.get("flags", []))
         return out
 
@@ -201,10 +202,11 @@ def analyze(
     det_over, rule_over, win_over = split_params(params)
     detection = DetectionParams(**{**(detection or DetectionParams()).to_dict(), **det_over})
     if isinstance(rules, str):
+        preset = rules
         rules = rules_preset(rules, **rule_over)
-    elif rule_over:
-        rules = rules_preset(rules.to_dict().get("name", "wasm2016"), **{
-            **{k: v for k, v in rules.to_dict().items() if k != "name"}, **rule_over})
+    else:
+        preset = "custom"
+        rules = replace(rules, **rule_over) if rule_over else rules
     window = WindowParams(**{**(window or WindowParams()).to_dict(), **win_over})
 
     flags: list[str] = []
@@ -274,6 +276,7 @@ def analyze(
         histograms=imi_histograms(events),
         quality={"flags": flags, "sensors": sensor_quality},
         parameters={
+            "rules_preset": preset,
             "detection": detection.to_dict(),
             "rules": rules.to_dict(),
             "window": window.to_dict(),

@@ -324,7 +324,7 @@ def format_summary(s: dict) -> str:
         f"{s['night']}: PLM index {s['plm_index']:.1f}/h ({s['plm_count']} PLMs in "
         f"{s['plm_series_count']} series), LM index {s['lm_index']:.1f}/h, CLMs "
         f"{s['clm_count']}, periodicity {s['periodicity_index']:.2f}, "
-        f"{s['analyzed_hours']:.2f} h analysed, rules {s['rules']}: {s['severity']}"
+        f"{s['analyzed_hours']:.2f} h analysed, rules {s['rules']}: {s['severity_band']}"
         f"\n  -> {s['summary_file']}{flags}"
     )
 
@@ -393,7 +393,7 @@ def format_show(summary, events: bool = False) -> str:
         f"{summary.path}: pmld-summary {a.get('schema_version')} by pmld {a.get('pmld_version')}",
         f"  night      {a.get('start_utc')} ({a.get('timezone')}), ankles {a.get('sides')}",
         f"  analysed   {i.get('analyzed_hours', float('nan')):.2f} h, rules {a.get('rules')}",
-        f"  PLM index  {i.get('plm_index', float('nan')):.1f}/h  ({i.get('severity')})",
+        f"  PLM index  {i.get('plm_index', float('nan')):.1f}/h  ({i.get('severity_band')})",
         f"  PLMs       {i.get('plm_count')} in {i.get('plm_series_count')} series; "
         f"periodicity {i.get('periodicity_index', float('nan')):.2f}",
         f"  LMs        {i.get('lm_count')} ({i.get('lm_index', float('nan')):.1f}/h), "

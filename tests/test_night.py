@@ -33,7 +33,9 @@ def test_gap_at_the_end_is_kept_in_the_duration():
 
 
 @given(
-    st.lists(st.tuples(st.integers(0, 50), st.integers(1, 20)), max_size=6, unique_by=lambda t: t[0])
+    st.lists(
+        st.tuples(st.integers(0, 50), st.integers(1, 20)), max_size=6, unique_by=lambda t: t[0]
+    )
 )
 def test_grid_index_is_strictly_increasing_and_counts_every_missing_sample(gaps):
     gaps = sorted(gaps)

@@ -76,7 +76,7 @@ def write_summary(analysis, path: str | os.PathLike, *, inputs: list[dict] | Non
         duration_s=float(info["duration_s"]),
         window_start_s=float(info["window_start_s"]),
         window_stop_s=float(info["window_stop_s"]),
-        rules=str(analysis.parameters["rules"].get("name", "custom")),
+        rules=str(analysis.parameters.get("rules_preset", "custom")),
         parameters_json=canonical_json(analysis.parameters),
         inputs_json=canonical_json(inputs),
         input_sha256=inputs[0]["sha256"] if inputs else "",
