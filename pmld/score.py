@@ -351,8 +351,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "strict": (
-        "strict research variant: candidates of 0.5-5 s (Coleman's original duration "
-        "criterion) recurring every 20-40 s (the classic PLM period)",
+        "strict research variant, not a clinical standard: candidates of 0.5-5 s (the "
+        "duration criterion used before ASDA 1993 extended it to 10 s) recurring every "
+        "20-40 s (the typical PLM period, used here as the IMI range)",
         {
             "max_candidate_lm_s": 5.0,
             "max_candidate_bilateral_s": 5.0,
