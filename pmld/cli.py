@@ -208,8 +208,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .io.summary import SUMMARY_SCHEMA
 
     if _schema_of(args.file) == SUMMARY_SCHEMA:
-        args.events = False
-        return _cmd_show(args)
+        return _cmd_show(argparse.Namespace(summary=args.file, json=args.json, events=False))
     night = read_raw(args.file)
     info = describe_night(night)
     info["file"] = str(args.file)

@@ -46,6 +46,8 @@ ANNOTATION_LABELS = {
     "hypopnea": "a hypopnea (respiratory event)",
     "arousal": "a cortical arousal",
     "nonwear": "the band was not worn",
+    "artifact": "a disturbance that is not a leg movement (bed-partner bump, cable knock, "
+    "spike; simulator truth)",
 }
 
 GAP_COLUMNS = ("sample_index", "missing_samples")

@@ -34,26 +34,37 @@ def open_checked(path: str | os.PathLike, schema: str, version: str) -> Iterator
     except OSError as error:
         raise FormatError(_why_unreadable(path, error), path=path) from None
     with h5:
-        found = h5.attrs.get("schema")
-        if isinstance(found, bytes):
-            found = found.decode()
-        if found != schema:
-            what = "no schema attribute" if found is None else f"schema {found!r}"
-            raise FormatError(f"is HDF5 but not a {schema} file ({what})", path=path)
-        found_version = str(_text(h5.attrs.get("schema_version", "")))
-        major = found_version.split(".")[0]
-        if not major.isdigit():
-            raise FormatError(f"has an unreadable schema_version {found_version!r}", path=path)
-        if int(major) > int(version.split(".")[0]):
-            raise FormatError(
-                f"is {schema} {found_version}; this pmld reads {version.split('.')[0]}.x: "
-                "upgrade pmld",
-                path=path,
-            )
+        check_schema(h5, path, schema, version)
         try:
             yield h5
         except (OSError, RuntimeError) as error:  # damaged chunks surface on read
             raise FormatError(f"is damaged or truncated ({error})", path=path) from None
+
+
+def check_schema(h5: h5py.File, source: Path, schema: str, version: str) -> None:
+    """Refuse a file of another schema or of a major version this pmld does not read."""
+    found = _text(h5.attrs.get("schema"))
+    if found != schema:
+        what = "missing" if found is None else repr(found)
+        raise FormatError(f"is HDF5 but not a {schema} file (schema attribute {what})", path=source)
+    found_version = _text(h5.attrs.get("schema_version"))
+    read_major = int(version.split(".")[0])
+    try:
+        major = int(str(found_version).split(".")[0])
+    except ValueError:
+        raise FormatError(
+            f"{schema} file with an unreadable schema_version {found_version!r}", path=source
+        ) from None
+    if major > read_major:
+        raise FormatError(
+            f"is {schema} {found_version}; this pmld reads {read_major}.x: upgrade pmld",
+            path=source,
+        )
+    if major < read_major:
+        raise FormatError(
+            f"is {schema} {found_version}, older than this pmld reads ({read_major}.x)",
+            path=source,
+        )
 
 
 def _why_unreadable(path: Path, error: OSError) -> str:
@@ -67,7 +78,9 @@ def _why_unreadable(path: Path, error: OSError) -> str:
 
 
 def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def write_table(

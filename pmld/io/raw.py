@@ -34,10 +34,10 @@ import pandas as pd
 
 from ..errors import FormatError, InputError, PmldError
 from ..night import ANNOTATION_COLUMNS, GAP_COLUMNS, SIDES, Night, Sensor
+from ._hdf5 import check_schema
 
 RAW_SCHEMA = "pmld-raw"
 RAW_VERSION = "1.0"
-_READ_MAJOR = 1
 
 #: Rows per chunk of the sample datasets: 65536 x 3 x int16 = 384 KiB, about 11 min at
 #: 100 Hz. Large enough for gzip to reach its ratio, small enough to read a slice.
@@ -407,27 +407,7 @@ def _text(value: Any) -> str | None:
 
 
 def _check_schema(h5: h5py.File, source: Path) -> None:
-    schema = _text(h5.attrs.get("schema"))
-    if schema != RAW_SCHEMA:
-        what = "missing" if schema is None else repr(schema)
-        raise FormatError(f"is HDF5 but not a pmld-raw file (schema attribute {what})", path=source)
-    version = _text(h5.attrs.get("schema_version"))
-    try:
-        major = int(str(version).split(".")[0])
-    except ValueError:
-        raise FormatError(
-            f"pmld-raw file with an unreadable schema_version {version!r}", path=source
-        ) from None
-    if major > _READ_MAJOR:
-        raise FormatError(
-            f"is pmld-raw {version}; this pmld reads {_READ_MAJOR}.x: upgrade pmld",
-            path=source,
-        )
-    if major < _READ_MAJOR:
-        raise FormatError(
-            f"is pmld-raw {version}, older than this pmld reads ({_READ_MAJOR}.x)",
-            path=source,
-        )
+    check_schema(h5, source, RAW_SCHEMA, RAW_VERSION)
 
 
 def _read_night(h5: h5py.File, source: Path) -> Night:
