@@ -326,12 +326,15 @@ def _detect_sensor(night, sensor: Sensor, params, window, flags):
             "resampling (pmld import) before analysis"
         )
     offset = night.offset_s(sensor)
-    grid = sensor.grid_index()
     fs = sensor.fs_hz
     acc = sensor.acc_g
     stretches = []
-    nan_rows = ~np.isfinite(acc).all(axis=1)
-    n_nan = int(nan_rows.sum())
+    # One summed pass finds any NaN or inf; only then look for the rows.
+    if np.isfinite(acc.sum()):
+        nan_rows, n_nan = None, 0
+    else:
+        nan_rows = ~np.isfinite(acc).all(axis=1)
+        n_nan = int(nan_rows.sum())
     if n_nan:
         flags.append(f"{sensor.side}: {n_nan} samples with NaN treated as missing data")
     for first, stop in sensor.segments():
@@ -345,8 +348,9 @@ def _detect_sensor(night, sensor: Sensor, params, window, flags):
             stretches.append((first, stop))
     activities = []
     spans = []
-    for first, stop in stretches:
-        t0 = grid[first] / fs + offset
+    starts = sensor.grid_index(np.array([first for first, _ in stretches], dtype=np.int64))
+    for (first, stop), grid_start in zip(stretches, starts, strict=True):
+        t0 = grid_start / fs + offset
         spans.append((t0, t0 + (stop - first) / fs))
         activity = activity_signal(
             acc[first:stop],

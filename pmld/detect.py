@@ -16,10 +16,11 @@ mean of each axis and the variance within the block. A leg movement shows in two
   running median of the axis over ``baseline_s`` (posture and gravity) measures it.
 * *linear acceleration and jerk*: the within-block variance.
 
-``activity = sqrt(|mean - baseline|^2 + variance)`` (g), smoothed over
-``smooth_s``. With a gyroscope, the angular speed (deg/s) scaled by ``gyro_g_per_dps``
-is combined by taking the larger of the two, so rotations too slow to move gravity much
-are still seen.
+``activity = sqrt(|mean - baseline|^2 + excess variance)`` (g), smoothed over
+``smooth_s``, where the excess variance is the within-block variance less its resting
+level (a low percentile: the sensor's own noise). With a gyroscope, the angular speed
+(deg/s) scaled by ``gyro_g_per_dps`` is combined by taking the larger of the two, so
+rotations too slow to move gravity much are still seen.
 
 Thresholds
 ----------
@@ -39,6 +40,8 @@ such movements are reported but never become candidate LMs.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -82,7 +85,11 @@ class DetectionParams:
         occupy well under half of a night even in severe cases, so a low percentile
         lies in rest.
     onset_ratio, onset_min_g : float
-        Onset threshold = max(floor * onset_ratio, floor + onset_min_g) (g).
+        Onset threshold = max(floor * onset_ratio, floor + onset_min_g) (g). The
+        defaults (the onset at least 4 times the floor, like the 8 uV over a resting
+        EMG of about 2 uV in WASM 2016, and never less than 15 mg above it) were set on
+        simulated nights (``benchmarks/bench_accuracy.py``): LMs of a side-lying leg
+        move gravity by only 0.02-0.04 g.
     offset_ratio, offset_min_g : float
         Offset threshold = max(floor * offset_ratio, floor + offset_min_g) (g).
     offset_hold_s : float
@@ -97,7 +104,9 @@ class DetectionParams:
         the offset threshold (s). 0 disables it.
     posture_angle_deg : float
         An LM after which the sensor's orientation differs by more than this from the
-        one before it is a posture change (degrees).
+        one before it is a posture change (degrees). A leg movement in sleep returns
+        the foot to where it was (90 % of simulated LMs leave under 0.1 degrees);
+        rolling over leaves the ankle rotated by tens of degrees.
     posture_context_s : float
         Length of the rest periods before onset and after offset whose median
         orientation is compared (s).
@@ -112,14 +121,14 @@ class DetectionParams:
     smooth_s: float = 0.3
     floor_percentile: float = 20.0
     onset_ratio: float = 4.0
-    onset_min_g: float = 0.03
+    onset_min_g: float = 0.015
     offset_ratio: float = 2.0
-    offset_min_g: float = 0.012
+    offset_min_g: float = 0.006
     offset_hold_s: float = 0.5
     min_duration_s: float = 0.5
     merge_gap_s: float = 0.5
     shape_window_s: float = 0.5
-    posture_angle_deg: float = 20.0
+    posture_angle_deg: float = 5.0
     posture_context_s: float = 3.0
     gyro_g_per_dps: float = 0.004
 
@@ -207,13 +216,17 @@ def activity_signal(
         return Activity(empty, empty, np.zeros((0, 3), np.float32), block_s)
     used = np.ascontiguousarray(acc_g[: n_blocks * size], dtype=np.float32)
     centre = np.median(used[:: max(1, len(used) // 5000)], axis=0).astype(np.float32)
-    means, variance = _block_stats(used - centre, size)
+    means, variance = _centred_block_stats(used, centre, size)
     baseline = _running_median(means, max(1, int(round(params.baseline_s / block_s))))
     deviation = np.sqrt(np.square(means - baseline).sum(axis=1))
-    activity = np.sqrt(np.square(deviation) + variance)
+    # Sensor noise adds the same variance to every block; only the excess over the
+    # resting level is movement. Without this, a noisy sensor raises the floor and with
+    # it every threshold (white noise of 12 mg alone gives 0.02 g of "activity").
+    resting_variance = np.percentile(variance, params.floor_percentile)
+    activity = np.sqrt(np.square(deviation) + np.maximum(variance - resting_variance, 0))
     if gyro_dps is not None:
         gyro_means, _ = _block_stats(
-            np.ascontiguousarray(gyro_dps[: n_blocks * size], dtype=np.float32), size
+            np.array(gyro_dps[: n_blocks * size], dtype=np.float32), size
         )
         gyro_bias = np.median(gyro_means, axis=0)
         speed = np.sqrt(np.square(gyro_means - gyro_bias).sum(axis=1))
@@ -229,18 +242,47 @@ def activity_signal(
     )
 
 
+#: Samples per chunk of the block statistics: small enough to stay in cache.
+_CHUNK_SAMPLES = 100_000
+
+
+def _centred_block_stats(
+    values: np.ndarray, centre: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_block_stats` of ``values - centre``, in chunks on two threads.
+
+    Centring keeps float32 exact enough for milli-g variances of a signal near 1 g.
+    Chunks keep the temporaries in cache, and NumPy releases the GIL for the
+    arithmetic, so two threads share the work: together about twice as fast as one
+    pass over the night, with bounded extra memory (a chunk per thread).
+    """
+    rows = max(size, _CHUNK_SAMPLES // size * size)
+    bounds = range(0, len(values), rows)
+
+    def one(first: int) -> tuple[np.ndarray, np.ndarray]:
+        return _block_stats(values[first : first + rows] - centre, size)
+
+    if len(bounds) == 1:
+        return one(0)
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        parts = list(pool.map(one, bounds))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def _block_stats(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-block mean of each axis and summed within-block variance.
 
     The sums are one matrix product with a 0/1 selector (BLAS), several times faster
-    than a strided reduction over a ``(blocks, size, 3)`` view.
+    than a strided reduction over a ``(blocks, size, 3)`` view. ``values`` is
+    overwritten (squared in place) to spare a copy of the night.
     """
     width = values.shape[1]
     flat = values.reshape(-1, size * width)
     selector = np.zeros((size * width, width), dtype=np.float32)
     selector[np.arange(size * width), np.tile(np.arange(width), size)] = 1.0
     means = (flat @ selector) / np.float32(size)
-    squares = np.square(flat) @ selector
+    np.square(flat, out=flat)
+    squares = flat @ selector
     variance = np.maximum(squares / np.float32(size) - np.square(means), 0).sum(axis=1)
     return means, variance
 
@@ -249,18 +291,20 @@ def _running_median(means: np.ndarray, window: int) -> np.ndarray:
     """A running median per axis, computed on 1 s steps and interpolated back.
 
     A median over ``window`` blocks at full resolution costs O(n * window); taking it
-    over the medians of groups of ten blocks costs a hundredth and differs only at
-    the scale of the smoothing the baseline needs anyway.
+    over the means of groups of ten blocks costs a hundredth and differs only at the
+    scale of the smoothing the baseline needs anyway (an LM inside one group moves that
+    group's mean, which the median over the groups then ignores).
     """
     group = 10 if window >= 50 else 1
     n = len(means)
     n_groups = n // group
     if n_groups < 1:
         return np.repeat(np.median(means, axis=0, keepdims=True), n, axis=0)
-    coarse = means[: n_groups * group].reshape(n_groups, group, -1)
-    coarse = np.median(coarse, axis=1) if group > 1 else coarse[:, 0]
+    coarse = means[: n_groups * group].reshape(n_groups, group, -1).mean(axis=1)
     steps = max(1, window // group) | 1
-    coarse = ndimage.median_filter(coarse, size=(steps, 1), mode="nearest")
+    # One 1-D filter per axis: much faster than a 2-D filter of size (steps, 1).
+    for axis in range(coarse.shape[1]):
+        coarse[:, axis] = ndimage.median_filter(coarse[:, axis], size=steps, mode="nearest")
     if group == 1:
         return coarse.astype(np.float32)
     centres = np.arange(n_groups) * group + (group - 1) / 2

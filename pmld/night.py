@@ -211,16 +211,22 @@ class Sensor:
     def is_uniform(self) -> bool:
         return self.timestamps_s is None
 
-    def grid_index(self) -> np.ndarray:
-        """Grid position of every stored sample (int64): its index plus gaps before it."""
-        shift = np.zeros(self.n_samples + 1, dtype=np.int64)
-        if len(self.gaps):
-            np.add.at(
-                shift,
-                self.gaps["sample_index"].to_numpy(),
-                self.gaps["missing_samples"].to_numpy(),
-            )
-        return np.arange(self.n_samples, dtype=np.int64) + np.cumsum(shift[:-1])
+    def grid_index(self, samples: np.ndarray | None = None) -> np.ndarray:
+        """Grid position (int64) of stored samples: the index plus the gaps before it.
+
+        ``samples`` selects sample indices (default: every sample); an index equal to
+        ``n_samples`` gives the grid position just after the last sample.
+        """
+        if samples is None:
+            samples = np.arange(self.n_samples, dtype=np.int64)
+        samples = np.asarray(samples, dtype=np.int64)
+        if not len(self.gaps):
+            return samples.copy()
+        missing_before = np.concatenate(
+            [[0], np.cumsum(self.gaps["missing_samples"].to_numpy())]
+        )
+        position = np.searchsorted(self.gaps["sample_index"].to_numpy(), samples, side="right")
+        return samples + missing_before[position]
 
     def times_s(self) -> np.ndarray:
         """Time of every sample in seconds from this sensor's start (float64)."""
@@ -242,12 +248,8 @@ class Sensor:
         """Gaps as an array of ``(start_s, end_s)`` rows, seconds from this sensor's start."""
         if not len(self.gaps):
             return np.zeros((0, 2))
-        grid = self.grid_index()
-        idx = self.gaps["sample_index"].to_numpy()
-        miss = self.gaps["missing_samples"].to_numpy()
-        end = np.where(idx < self.n_samples, grid[np.minimum(idx, self.n_samples - 1)], 0)
-        end = np.where(idx < self.n_samples, end, self.n_samples + self.missing_samples)
-        start = end - miss
+        end = self.grid_index(self.gaps["sample_index"].to_numpy())
+        start = end - self.gaps["missing_samples"].to_numpy()
         return np.column_stack([start, end]) / self.fs_hz
 
 
