@@ -27,9 +27,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from pmld.analyze import analyze
 from pmld.evaluate import event_agreement
 from pmld.night import make_annotations
+from pmld.pipeline import analyze
 from pmld.score import score_leg_movements, summarize
 from pmld.simulate import SCENARIOS, simulate_night, truth_table
 

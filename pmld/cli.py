@@ -273,9 +273,9 @@ def _summary_path(night_path: Path, output: Path, many: bool) -> Path:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .analyze import analyze
     from .io.raw import read_raw
     from .night import combine_ankles, parse_night_time
+    from .pipeline import analyze
     from .provenance import file_sha256
 
     rules, params = _load_params(args)
@@ -456,7 +456,7 @@ def format_info(info: dict) -> str:
     ]
     for s in info["sensors"]:
         gaps = (
-            f"{s['gaps']} gaps, {s['gap_total_s']:.1f} s missing, "
+            f"{s['gaps']} gap{'s' if s['gaps'] != 1 else ''}, {s['gap_total_s']:.1f} s missing, "
             f"longest {s['longest_gap_s']:.1f} s"
             if s["gaps"]
             else "no gaps"

@@ -59,7 +59,7 @@ class SummaryFile:
 
 
 def write_summary(analysis, path: str | os.PathLike, *, inputs: list[dict] | None = None) -> None:
-    """Write a :class:`pmld.analyze.NightAnalysis` as a pmld-summary file.
+    """Write a :class:`pmld.pipeline.NightAnalysis` as a pmld-summary file.
 
     ``inputs`` lists ``{"path": ..., "sha256": ...}`` of the files analysed; it
     defaults to ``analysis.inputs``.
