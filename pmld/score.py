@@ -871,8 +871,13 @@ def score_leg_movements(
     if rules.max_lm_s is not None:
         keep &= ~((duration > rules.max_lm_s + tol) & (kind_names[kind] == "lm"))
     rows = np.flatnonzero(keep)
-    # deterministic order whatever the input order: onset, offset, side, kind, then input
-    order = rows[np.lexsort((rows, kind[rows], side[rows], offset[rows], onset[rows]))]
+    # deterministic order whatever the input order: onset, offset, side, kind, then the
+    # extra columns' values (so identical movements with different amplitudes come out
+    # the same however the input was ordered), then input order
+    tie_keys = [_sort_key(lms[column].to_numpy()[rows]) for column in reversed(extras)]
+    order = rows[
+        np.lexsort((rows, *tie_keys, kind[rows], side[rows], offset[rows], onset[rows]))
+    ]
     onset, offset, side, kind = onset[order], offset[order], side[order], kind[order]
 
     # 2. bilateral merge; groups are numbered in onset order
@@ -1017,6 +1022,13 @@ def score_leg_movements(
 
 
 _RESERVED_INPUT = frozenset(SCORED_COLUMNS) | {"kind"}
+
+
+def _sort_key(values: np.ndarray) -> np.ndarray:
+    """A sortable key for a column of any type: numbers as they are, the rest as text."""
+    if np.issubdtype(values.dtype, np.number) or values.dtype == bool:
+        return values
+    return pd.factorize(pd.Series(values).astype(str), sort=True)[0]
 
 
 def _in_spans(times: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:

@@ -1076,3 +1076,15 @@ def assert_real_night_invariants(real_night, scored, summary):
         summary["left_lm_count"] + summary["right_lm_count"] + summary["bilateral_lm_count"]
         == summary["lm_count"]
     )
+
+
+def test_identical_movements_with_different_extras_come_out_in_one_order():
+    # Found by hypothesis: ties on onset, offset, side and kind used to keep input order.
+    lms = pd.DataFrame(
+        {"onset_s": [0.0, 0.0], "offset_s": [0.5, 0.5], "side": ["left", "left"],
+         "amplitude": [10.0, 9.0]}
+    )
+    forward = score_leg_movements(lms, rules_preset("aasm"))
+    backward = score_leg_movements(lms.iloc[::-1].reset_index(drop=True), rules_preset("aasm"))
+    pd.testing.assert_frame_equal(forward, backward)
+    assert forward["amplitude"].tolist() == [9.0, 10.0]
