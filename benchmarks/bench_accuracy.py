@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pmld.evaluate import event_agreement
-from pmld.night import make_annotations
+from pmld.night import complement_spans, make_annotations
 from pmld.pipeline import analyze
 from pmld.score import score_leg_movements, summarize
 from pmld.simulate import SCENARIOS, simulate_night, truth_table
@@ -76,25 +76,12 @@ def evaluate_night(scenario: str, seed: int, hours: float, **params) -> dict:
     row.update(f1=float(np.mean(f1s)), sensitivity=float(np.mean(sens)), ppv=float(np.mean(ppvs)))
     start_s = result.night_info["window_start_s"]
     stop_s = result.night_info["window_stop_s"]
-    sleep = complement(wake, night.duration_s)
+    sleep = complement_spans(wake, night.duration_s)
     true_idx = truth_plms_index(night, truth, start_s, stop_s, sleep)
     row["plms_index_truth"] = true_idx["plms_index"]
     row["plms_index_pmld"] = result.indices["plms_index"]
     row["plms_error"] = row["plms_index_pmld"] - row["plms_index_truth"]
     return row
-
-
-def complement(wake: pd.DataFrame, total_s: float) -> pd.DataFrame:
-    onsets, durations, t = [], [], 0.0
-    for lo, dur in wake[["onset_s", "duration_s"]].to_numpy():
-        if lo > t:
-            onsets.append(t)
-            durations.append(lo - t)
-        t = max(t, lo + dur)
-    if total_s > t:
-        onsets.append(t)
-        durations.append(total_s - t)
-    return pd.DataFrame({"onset_s": onsets, "duration_s": durations})
 
 
 def main() -> None:

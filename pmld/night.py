@@ -88,6 +88,23 @@ def make_annotations(
     return frame
 
 
+def complement_spans(spans: pd.DataFrame, total_s: float) -> pd.DataFrame:
+    """The spans of ``[0, total_s)`` not covered by ``spans`` (``onset_s, duration_s``).
+
+    E.g. sleep from a table of wake spans.
+    """
+    onsets, durations, t = [], [], 0.0
+    for lo, dur in spans.sort_values("onset_s")[["onset_s", "duration_s"]].to_numpy():
+        if lo > t:
+            onsets.append(t)
+            durations.append(lo - t)
+        t = max(t, lo + dur)
+    if total_s > t:
+        onsets.append(t)
+        durations.append(total_s - t)
+    return pd.DataFrame({"onset_s": onsets, "duration_s": durations}, dtype="float64")
+
+
 def empty_gaps() -> pd.DataFrame:
     return pd.DataFrame(
         {"sample_index": pd.Series(dtype="int64"), "missing_samples": pd.Series(dtype="int64")}

@@ -38,7 +38,7 @@ from .detect import (
     thresholds,
 )
 from .errors import UsageError
-from .night import Night, Sensor
+from .night import Night, Sensor, complement_spans
 from .score import (
     ScoringRules,
     imi_histograms,
@@ -444,21 +444,8 @@ def _sleep_spans(night: Night) -> pd.DataFrame | None:
     if len(rows):
         return rows[["onset_s", "duration_s"]].reset_index(drop=True)
     if len(wake):
-        return _complement(wake, night.duration_s)
+        return complement_spans(wake, night.duration_s)
     return None
-
-
-def _complement(wake: pd.DataFrame, total_s: float) -> pd.DataFrame:
-    onsets, durations, t = [], [], 0.0
-    for lo, dur in wake.sort_values("onset_s")[["onset_s", "duration_s"]].to_numpy():
-        if lo > t:
-            onsets.append(t)
-            durations.append(lo - t)
-        t = max(t, lo + dur)
-    if total_s > t:
-        onsets.append(t)
-        durations.append(total_s - t)
-    return pd.DataFrame({"onset_s": onsets, "duration_s": durations})
 
 
 def _sleep_wake_time(sleep, islands) -> tuple[float | None, float | None]:

@@ -29,10 +29,11 @@ def file_sha256(path: str | Path) -> str:
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces: equal parameters give equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=jsonable)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``json.dumps`` fallback: NumPy scalars, datetimes and paths as plain values."""
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     if isinstance(value, datetime):

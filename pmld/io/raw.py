@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..errors import FormatError, InputError, PmldError
 from ..night import ANNOTATION_COLUMNS, GAP_COLUMNS, SIDES, Night, Sensor
+from ..provenance import jsonable
 from ._hdf5 import check_schema
 
 RAW_SCHEMA = "pmld-raw"
@@ -298,19 +299,9 @@ def _encodable(text: str) -> bool:
 
 def _json(value: dict[str, Any], what: str, target: Path) -> str:
     try:
-        return json.dumps(value, sort_keys=True, default=_jsonable)
+        return json.dumps(value, sort_keys=True, default=jsonable)
     except (TypeError, ValueError) as exc:
         raise InputError(f"cannot store {what}: {exc}", path=target) from None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} value {value!r} is not a string or number")
 
 
 def _to_ns(when: datetime) -> int:
