@@ -204,12 +204,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .io.raw import read_raw
     from .io.summary import SUMMARY_SCHEMA
 
     if _schema_of(args.file) == SUMMARY_SCHEMA:
         return _cmd_show(argparse.Namespace(summary=args.file, json=args.json, events=False))
-    night = read_raw(args.file)
+    night = _open_night(args.file)
     info = describe_night(night)
     info["file"] = str(args.file)
     if args.json:
@@ -273,7 +272,6 @@ def _summary_path(night_path: Path, output: Path, many: bool) -> Path:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .io.raw import read_raw
     from .night import combine_ankles, parse_night_time
     from .pipeline import analyze
     from .provenance import file_sha256
@@ -285,10 +283,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     results, failures = [], 0
     for path in args.nights:
         try:
-            night = read_raw(path)
+            night = _open_night(path)
             inputs = [{"path": str(path), "sha256": file_sha256(path)}]
             if args.right:
-                night = combine_ankles(night, read_raw(args.right))
+                night = combine_ankles(night, _open_night(args.right))
                 inputs.append({"path": str(args.right), "sha256": file_sha256(args.right)})
             window = dict(params)
             if args.lights_off:
@@ -479,6 +477,16 @@ def format_info(info: dict) -> str:
         meta = ", ".join(f"{k}={v}" for k, v in sorted(info["meta"].items()))
         lines.append(f"  meta      {meta}")
     return "\n".join(lines)
+
+
+def _open_night(path: Path):
+    """Read a night, rebuilding it from an unfinished recording's journal (with a note)."""
+    from .io.nightfile import open_night
+
+    night, notice = open_night(path)
+    if notice:
+        print(f"pmld: {notice}", file=sys.stderr)
+    return night
 
 
 def _schema_of(path: Path) -> str | None:
