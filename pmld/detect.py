@@ -169,13 +169,20 @@ class Activity:
     """The activity signal of one contiguous stretch of samples.
 
     ``activity_g`` and ``deviation_g`` have one value per block of ``block_s``;
-    ``orientation`` is the baseline's unit gravity vector per block (sensor axes).
+    ``orientation`` is the unit vector of each block's mean acceleration (sensor axes):
+    the direction of gravity when the leg rests.
     """
 
     activity_g: np.ndarray
     deviation_g: np.ndarray
     orientation: np.ndarray
     block_s: float
+
+
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norm = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norm > 0, norm, 1)
 
 
 def _block_size(fs_hz: float, params: DetectionParams) -> int:
@@ -234,9 +241,7 @@ def activity_signal(
     smooth = max(1, int(round(params.smooth_s / block_s)))
     if smooth > 1:
         activity = ndimage.uniform_filter1d(activity, smooth, mode="nearest")
-    gravity = baseline + centre
-    norm = np.linalg.norm(gravity, axis=1, keepdims=True)
-    orientation = gravity / np.where(norm > 0, norm, 1)
+    orientation = unit_vectors(means + centre)
     return Activity(
         activity.astype(np.float32), deviation.astype(np.float32), orientation, block_s
     )
@@ -442,22 +447,24 @@ def _event_stats(act, deviation, first, stop):
 
 
 def _orientation_change_deg(orientation, first, stop, step, params):
-    """Angle between the rest orientation before onset and after offset (degrees)."""
+    """Angle between the rest orientation just before onset and just after offset.
+
+    Each rest window is ``posture_context_s`` long and is cut short at the neighbouring
+    movement, so that a roll-over seconds after an LM is not taken for the LM's doing.
+    """
     n = len(orientation)
     context = max(1, int(round(params.posture_context_s / step)))
     cumulative = np.concatenate([np.zeros((1, 3)), np.cumsum(orientation, axis=0)])
+    previous_stop = np.concatenate([[0], stop[:-1]])
+    next_first = np.concatenate([first[1:], [n]])
 
     def mean_vector(lo, hi):
-        lo = np.clip(lo, 0, n)
-        hi = np.clip(hi, 0, n)
-        hi = np.maximum(hi, np.minimum(lo + 1, n))
-        lo = np.minimum(lo, hi - 1)
+        lo = np.clip(lo, 0, n - 1)
+        hi = np.clip(hi, lo + 1, n)
         return (cumulative[hi] - cumulative[lo]) / (hi - lo)[:, None]
 
-    # The baseline is a running median: take it well clear of the event on both sides.
-    half = max(1, int(round(params.baseline_s / step)) // 2)
-    before = mean_vector(first - half - context, first - half)
-    after = mean_vector(stop + half, stop + half + context)
+    before = mean_vector(np.maximum(first - context, previous_stop), first)
+    after = mean_vector(stop, np.minimum(stop + context, next_first))
     cosine = np.einsum("ij,ij->i", before, after) / (
         np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1)
     )

@@ -32,6 +32,7 @@ from .detect import (
     find_leg_movements,
     resting_floor,
     thresholds,
+    unit_vectors,
 )
 from .score import ScoringRules, rules_preset, score_leg_movements
 
@@ -192,11 +193,11 @@ class StreamingDetector:
         if smooth > 1:
             kernel = np.ones(smooth, np.float32) / smooth
             activity = np.convolve(activity, kernel, mode="same")
-        gravity = baseline + self._centre
-        norm = np.linalg.norm(gravity, axis=1, keepdims=True)
-        orientation = gravity / np.where(norm > 0, norm, 1)
         return Activity(
-            activity.astype(np.float32), deviation.astype(np.float32), orientation, self.block_s
+            activity.astype(np.float32),
+            deviation.astype(np.float32),
+            unit_vectors(self._means + self._centre),
+            self.block_s,
         )
 
     def _detect(self, final: bool = False) -> pd.DataFrame:
