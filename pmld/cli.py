@@ -266,9 +266,33 @@ def _parse_value(text: str):
 
 def _summary_path(night_path: Path, output: Path, many: bool) -> Path:
     if many or output.is_dir() or not output.suffix:
-        output.mkdir(parents=True, exist_ok=True)
+        if output.exists() and not output.is_dir():
+            raise UsageError(
+                f"{output}: exists and is not a directory; -o names a directory when "
+                "several nights are analysed or it has no suffix"
+            )
         return output / (night_path.name.removesuffix(".h5") + ".plm.h5")
     return output
+
+
+def _summary_paths(args: argparse.Namespace, many: bool) -> list[Path]:
+    """Where each night's summary goes; refuses to overwrite an input or a sibling."""
+    outputs = [_summary_path(path, args.output, many) for path in args.nights]
+    inputs = {Path(p).resolve(): p for p in [*args.nights, args.right] if p}
+    for out in outputs:
+        if out.resolve() in inputs:
+            raise UsageError(f"{out}: is an input night; write the summary elsewhere (-o)")
+    seen: dict[Path, Path] = {}
+    for path, out in zip(args.nights, outputs, strict=True):
+        if out in seen:
+            raise UsageError(
+                f"{seen[out]} and {path} would both be summarised to {out}: rename one, or "
+                "analyse them into different directories"
+            )
+        seen[out] = path
+    if many or args.output.is_dir() or not args.output.suffix:
+        args.output.mkdir(parents=True, exist_ok=True)
+    return outputs
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -281,7 +305,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         raise UsageError("--right pairs with exactly one NIGHT (the left ankle)")
     many = len(args.nights) > 1
     results, failures = [], 0
-    for path in args.nights:
+    outputs = _summary_paths(args, many)
+    for path, out in zip(args.nights, outputs, strict=True):
         try:
             night = _open_night(path)
             inputs = [{"path": str(path), "sha256": file_sha256(path)}]
@@ -295,12 +320,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                 window["lights_on_s"] = parse_night_time(args.lights_on, night)
             result = analyze(night, rules, **window)
             result.inputs = inputs
-            out = _summary_path(path, args.output, many)
             result.to_hdf5(out)
         except PmldError as error:
             if not many:
                 raise
-            print(f"pmld: {error}", file=sys.stderr)
+            # name the night unless the message already names a file
+            print(f"pmld: {error if error.path else f'{path}: {error}'}", file=sys.stderr)
             failures += 1
             continue
         summary = {"night": str(path), "summary_file": str(out), **result.summary()}
@@ -348,6 +373,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
         analyzed_s = float(lms["offset_s"].max() - lms["onset_s"].min())
     else:
         analyzed_s = 0.0
+    if analyzed_s <= 0:
+        raise UsageError(
+            f"{args.lms}: its leg movements span no time to compute indices over; give "
+            "the analysed time with --hours"
+        )
     indices = summarize(scored, analyzed_s)
     columns = ["onset_s", "offset_s", "side", "candidate", "imi_s", "plm", "series_id"]
     extra = [c for c in scored.columns if c not in columns]
@@ -361,6 +391,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
             f"PLM index {indices['plm_index']:.1f}/h over {analyzed_s / 3600:.2f} h "
             f"(rules {rules_name})"
         )
+        if args.hours is None:
+            print("(analysed time taken from the first onset to the last offset; give the "
+                  "recording's analysed time with --hours)")
         print(f"wrote {args.output}")
     return 0
 
@@ -449,8 +482,9 @@ def describe_night(night) -> dict:
 def format_info(info: dict) -> str:
     lines = [
         f"{info['file']}: pmld-raw night",
-        f"  start     {info['start_local']} ({info['timezone']}), UTC {info['start_utc']}",
-        f"  duration  {_hms(info['duration_h'] * 3600)}",
+        f"  start      {info['start_local']} ({info['timezone']})"
+        + ("" if info["timezone"] == "UTC" else f", UTC {info['start_utc']}"),
+        f"  duration   {_hms(info['duration_h'] * 3600)}",
     ]
     for s in info["sensors"]:
         gaps = (
@@ -462,12 +496,12 @@ def format_info(info: dict) -> str:
         extra = " + gyroscope" if s["gyroscope"] else ""
         model = s["device"].get("model", "unknown device")
         lines.append(
-            f"  sensor    {s['side']} ankle, {model}, {s['fs_hz']:g} Hz{extra}, "
+            f"  sensor     {s['side']} ankle, {model}, {s['fs_hz']:g} Hz{extra}, "
             f"{s['samples']:,} samples, {_hms(s['recorded_h'] * 3600)} recorded, {gaps}"
         )
     for key, label in (("lights_off_s", "lights off"), ("lights_on_s", "lights on")):
         if key in info:
-            lines.append(f"  {label:9s} {_hms(info[key])} after start")
+            lines.append(f"  {label:10s} {_hms(info[key])} after start")
     if info["annotations"]:
         counts = ", ".join(f"{n} {label}" for label, n in info["annotations"].items())
         lines.append(f"  annotations {counts}")
@@ -475,7 +509,7 @@ def format_info(info: dict) -> str:
         lines.append("  annotations none")
     if info["meta"]:
         meta = ", ".join(f"{k}={v}" for k, v in sorted(info["meta"].items()))
-        lines.append(f"  meta      {meta}")
+        lines.append(f"  meta       {meta}")
     return "\n".join(lines)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,8 @@ def fit_sample_clock(
     if pick.size >= 3 and np.ptp(x) > 0:
         # Theil-Sen: the median of pairwise slopes ignores windows whose every arrival
         # was late (a replay after a reconnect), which would pull least squares.
+        from scipy import stats  # imported here: it costs half a second at start-up
+
         slope = float(stats.theilslopes(y, x).slope)
         skew = slope / period_ns  # relative: period_true = period * (1 + skew)
         if abs(skew) * 1e6 > max_skew_ppm:

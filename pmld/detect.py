@@ -135,10 +135,13 @@ class DetectionParams:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int | float) or not np.isfinite(value):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not np.isfinite(value):
                 raise UsageError(f"detection parameter {f.name} must be a number, got {value!r}")
             if value < 0:
                 raise UsageError(f"detection parameter {f.name} must be >= 0, got {value}")
+            # one canonical type, so that 5 and 5.0 give the same parameters_json
+            object.__setattr__(self, f.name, float(value))
         if self.block_s <= 0:
             raise UsageError("detection parameter block_s must be > 0")
         if not 0 < self.floor_percentile < 100:

@@ -486,4 +486,10 @@ def parse_night_time(text: str, night: Night) -> float:
         if candidate < local:
             candidate += timedelta(days=1)
         return (candidate.astimezone(UTC) - night.start_utc).total_seconds()
-    return (as_utc(text) - night.start_utc).total_seconds()
+    try:
+        return (as_utc(text) - night.start_utc).total_seconds()
+    except UsageError:
+        raise UsageError(
+            f"time {text!r} is not seconds from the start, a local HH:MM, or ISO 8601 "
+            "with an offset"
+        ) from None

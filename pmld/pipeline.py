@@ -73,6 +73,18 @@ class WindowParams:
     break_gap_s: float = 5.0
     clip_fraction: float = 0.01
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name in ("lights_off_s", "lights_on_s"):
+                continue
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not np.isfinite(value):
+                raise UsageError(f"window parameter {f.name} must be a number, got {value!r}")
+            if f.name in ("break_gap_s", "clip_fraction") and value < 0:
+                raise UsageError(f"window parameter {f.name} must be >= 0, got {value}")
+            object.__setattr__(self, f.name, float(value))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -144,13 +156,17 @@ class NightAnalysis:
     def get_mask(self, times_s: np.ndarray, which: str = "plm") -> np.ndarray:
         """Boolean mask of the times that fall inside LMs (``which='lm'``) or PLMs."""
         rows = self.events if which == "lm" else self.events[self.events["plm"]]
-        mask = np.zeros(np.shape(times_s), dtype=bool)
+        times_s = np.asarray(times_s, dtype=float)
+        mask = np.zeros(times_s.shape, dtype=bool)
         if len(rows):
-            starts = rows["onset_s"].to_numpy()
-            stops = rows["offset_s"].to_numpy()
+            order = np.argsort(rows["onset_s"].to_numpy(), kind="stable")
+            starts = rows["onset_s"].to_numpy()[order]
+            # LMs may overlap (two legs under AASM rules, a long LM and a short one): a
+            # time is inside when any LM begun before it ends after it
+            reach = np.maximum.accumulate(rows["offset_s"].to_numpy()[order])
             pos = np.searchsorted(starts, times_s, side="right") - 1
             valid = pos >= 0
-            mask[valid] = times_s[valid] < stops[pos[valid]]
+            mask[valid] = times_s[valid] < reach[pos[valid]]
         return mask
 
 
@@ -238,7 +254,7 @@ def analyze(
     ].reset_index(drop=True)
     sleep = _sleep_spans(night)
     scored_parts = []
-    next_series = 0
+    next_id = {"series_id": 0, "series_id_nonresp": 0}
     if analyzed_s >= MIN_NIGHT_S:
         for lo, hi, _ in islands:
             part = inside[(inside["onset_s"] >= lo) & (inside["onset_s"] < hi)]
@@ -251,23 +267,32 @@ def analyze(
                 arousals=_events(night, ("arousal",)),
                 sleep=sleep,
             )
-            has_series = scored["series_id"] >= 0
-            scored.loc[has_series, "series_id"] += next_series
-            if has_series.any():
-                next_series = int(scored["series_id"].max()) + 1
+            for column in next_id:  # number series through the night, not per island
+                has_series = scored[column] >= 0
+                scored.loc[has_series, column] += next_id[column]
+                if has_series.any():
+                    next_id[column] = int(scored[column].max()) + 1
             scored_parts.append(scored)
     events = (
         pd.concat(scored_parts, ignore_index=True)
         if scored_parts
         else score_leg_movements(inside.iloc[:0], rules)
     )
-    sleep_s, wake_s = _sleep_wake_time(sleep, islands)
-    indices = summarize(events, analyzed_s, sleep_s=sleep_s, wake_s=wake_s)
+    # sleep time counts recorded time only: the spans, not the islands with their holes
+    sleep_s, wake_s = _sleep_wake_time(sleep, _coverage(covered, start_s, stop_s, 0.0))
+    if analyzed_s > 0:
+        indices = summarize(events, analyzed_s, sleep_s=sleep_s, wake_s=wake_s)
+    else:  # no data in the window: the counts are 0 and every index NaN (below)
+        indices = {**summarize(events, 1.0), "analyzed_h": 0.0, "sleep_h": 0.0, "wake_h": 0.0}
     indices["analyzed_hours"] = analyzed_s / 3600
-    if analyzed_s < MIN_NIGHT_S:
+    if all(q.get("flat") for q in sensor_quality.values()):
+        flags.append("no sensor gave a usable signal: the indices are unknown, not zero")
+    if analyzed_s < MIN_NIGHT_S or all(q.get("flat") for q in sensor_quality.values()):
         for key, value in indices.items():
             if key.endswith("_index") and isinstance(value, float):
                 indices[key] = float("nan")
+        indices["severity_band"] = "unknown"
+        indices["abnormal"] = False
     return NightAnalysis(
         events=events,
         series=plm_series(events),
@@ -387,6 +412,10 @@ def _signal_checks(sensor: Sensor, acc: np.ndarray, window, flags, quality) -> N
         return
     sample = acc[:: max(1, len(acc) // 20000)]
     spread = float(np.ptp(sample, axis=0).max())
+    if sensor.gyro_dps is not None:
+        gyro = sensor.gyro_dps[:: max(1, len(sensor.gyro_dps) // 20000)]
+        # a gyroscope that moves is a sensor that works
+        spread = max(spread, float(np.nanmax(np.ptp(gyro, axis=0))) * 0.01)
     if spread < 1e-4:
         quality["flat"] = True
         flags.append(
@@ -402,7 +431,8 @@ def _signal_checks(sensor: Sensor, acc: np.ndarray, window, flags, quality) -> N
         )
     range_g = sensor.device.get("range_g")
     if range_g:
-        clipped = float(np.mean(np.abs(sample) >= float(range_g) * 0.999))
+        at_range = np.abs(sample) >= float(range_g) * 0.999
+        clipped = float(np.mean(at_range.any(axis=1)))  # samples, not axis values
         quality["clipped_fraction"] = clipped
         if clipped > window.clip_fraction:
             flags.append(

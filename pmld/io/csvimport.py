@@ -104,6 +104,7 @@ class ImportReport:
     start_known: bool
     max_gap_s: float
     notes: list[str] = field(default_factory=list)
+    duplicate_lines: list[int] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """Human-readable summary, one fact a line."""
@@ -124,7 +125,8 @@ class ImportReport:
                 "(already on the grid)"
             )
         out.append(f"gaps: {self.gap_count} ({self.gap_total_s:.3f} s missing)")
-        out.append(f"exact duplicate rows dropped: {self.duplicates_dropped}")
+        where = f" ({_lines_text(self.duplicate_lines)})" if self.duplicate_lines else ""
+        out.append(f"exact duplicate rows dropped: {self.duplicates_dropped}{where}")
         when = self.start_utc.isoformat().replace("+00:00", "Z")
         if self.start_known:
             out.append(f"start: {when}")
@@ -240,7 +242,8 @@ def read_accel_csv(
         time_source = f"column {time_column!r} (seconds)"
 
     _check_order(table, times_s)
-    values, times_s, dropped = _drop_duplicates(table, values, times_s)
+    values, times_s, duplicate_lines = _drop_duplicates(table, values, times_s)
+    dropped = len(duplicate_lines)
     if len(values) < 2:
         raise InputError(f"has {len(values)} sample(s); at least 2 are needed", path=source)
 
@@ -311,6 +314,7 @@ def read_accel_csv(
         gap_count=int(grid.gap_index.size),
         gap_total_s=grid.missing_samples / grid_hz,
         duplicates_dropped=dropped,
+        duplicate_lines=duplicate_lines,
         resampled=grid.interpolated,
         units=unit,
         median_magnitude_g=median_g,
@@ -592,12 +596,12 @@ def _check_order(table: _CsvTable, times_s: np.ndarray) -> None:
 
 def _drop_duplicates(
     table: _CsvTable, values: np.ndarray, times_s: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Drop rows that repeat the previous row exactly; refuse repeated times whose
     values differ (which of them would be right?)."""
     repeat = np.flatnonzero(np.diff(times_s) == 0)
     if not repeat.size:
-        return values, times_s, 0
+        return values, times_s, []
     same = np.all(values[repeat] == values[repeat + 1], axis=1)
     conflict = repeat[~same]
     if conflict.size:
@@ -611,7 +615,8 @@ def _drop_duplicates(
         raise InputError(message + ": remove the wrong rows", path=table.path)
     keep = np.ones(len(times_s), dtype=bool)
     keep[repeat + 1] = False
-    return values[keep], times_s[keep], int(repeat.size)
+    dropped_lines = [int(n) for n in table.line_numbers()[repeat + 1]]
+    return values[keep], times_s[keep], dropped_lines
 
 
 def _check_gravity(source: Path, unit: str, median_raw: float) -> None:

@@ -46,4 +46,22 @@ def read_lm_csv(path: str | os.PathLike) -> pd.DataFrame:
                 path=path,
             )
         frame[column] = numbers.astype("float64")
+    # Check here what the scorer would refuse, so the message names the file and line.
+    side = frame["side"].fillna("").astype(str).str.strip().str.lower()
+    bad_side = ~side.isin(["left", "right", "unknown", "l", "r", "u", ""]).to_numpy()
+    if bad_side.any():
+        row = int(np.flatnonzero(bad_side)[0])
+        raise InputError(
+            f"line {row + 2}: side is {frame['side'].iloc[row]!r}, not L, R, left, right "
+            "or unknown",
+            path=path,
+        )
+    backwards = (frame["offset_s"] < frame["onset_s"]).to_numpy()
+    if backwards.any():
+        row = int(np.flatnonzero(backwards)[0])
+        raise InputError(
+            f"line {row + 2}: offset_s {frame['offset_s'].iloc[row]:g} is before onset_s "
+            f"{frame['onset_s'].iloc[row]:g}",
+            path=path,
+        )
     return frame

@@ -30,7 +30,10 @@ Then records, each::
   counts, then n x 3 int16 gyroscope counts if flagged.
 * GAP: u64 first missing sample index, u64 count: samples the recorder knows it cannot
   recover (e.g. overwritten in the band's buffer before a reconnect).
-* TIME_SYNC: u64 sample index, u64 device clock (us), u64 host time (ns UTC).
+* TIME_SYNC: u64 sample index, u64 device clock (us) when that sample was acquired,
+  u64 host time (ns UTC) no earlier than its acquisition: the arrival of the band's
+  TIME_SYNC frame less the band's own delay from acquisition to sending. These points
+  join the arrival stamps of the samples in the clock fit.
 * EVENT: JSON (connections, drops, status reports, the recorder's stop reason).
 
 A record is only believed if it is complete and its CRC matches. A write torn by a
@@ -83,7 +86,12 @@ class JournalWriter:
 
     Opening an existing journal appends to it (a recording continued after a crash);
     its header must agree on rate and side. Records torn by an earlier crash are cut
-    off first, so the file stays readable to its end.
+    off first, so the file stays readable to its end. ``existing`` passes the
+    journal's contents when the caller has just read them (they are not read again).
+
+    Writes are flushed when a record is written ``flush_s`` after the last flush; a
+    writer that may go quiet (a recorder waiting for its band) calls :meth:`tick`
+    about every second so that what it wrote last reaches the file all the same.
     """
 
     def __init__(
@@ -93,13 +101,15 @@ class JournalWriter:
         *,
         flush_s: float = 1.0,
         fsync_s: float = 5.0,
+        existing: JournalContents | None = None,
     ) -> None:
         self.path = Path(path)
         self.flush_s = flush_s
         self.fsync_s = fsync_s
         self.resumed = self.path.exists() and self.path.stat().st_size > 0
         if self.resumed:
-            existing = read_journal(self.path)
+            if existing is None:
+                existing = read_journal(self.path)
             for key in ("fs_hz", "side"):
                 if key in header and existing.header.get(key) != header[key]:
                     raise InputError(
@@ -157,6 +167,10 @@ class JournalWriter:
     def write_event(self, **event: Any) -> None:
         event.setdefault("host_utc", datetime.now(UTC).isoformat())
         self._record(EVENT, json.dumps(event, sort_keys=True, default=str).encode())
+
+    def tick(self) -> None:
+        """Flush (and fsync) if due, whether or not records were written lately."""
+        self._maybe_flush()
 
     def _maybe_flush(self) -> None:
         now = time.monotonic()
@@ -324,8 +338,14 @@ def journal_to_night(contents: JournalContents) -> tuple[Night, dict[str, Any]]:
     index = index[unique]
     acc = acc[keep]
     gyro = gyro[keep] if gyro is not None else None
-    # Clock: the last sample of each packet was sent when the packet left.
-    fit = fit_sample_clock(firsts + counts - 1, hosts, nominal)
+    # Clock: the last sample of each packet was sent when the packet left; a TIME_SYNC
+    # point is a sample's acquisition seen from the host, less the band's own delay.
+    fit_index = firsts + counts - 1
+    if contents.time_syncs:
+        syncs = np.array(contents.time_syncs, dtype=np.int64).reshape(-1, 3)
+        fit_index = np.concatenate([fit_index, syncs[:, 0]])
+        hosts = np.concatenate([hosts, syncs[:, 2]])
+    fit = fit_sample_clock(fit_index, hosts, nominal)
     start_ns = fit.start_ns + int(round(index[0] / fit.fs_hz * 1e9))
     jumps = np.flatnonzero(np.diff(index) > 1)
     gaps = pd.DataFrame(

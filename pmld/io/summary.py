@@ -123,6 +123,10 @@ def _attr_value(value):
 def read_summary(path: str | os.PathLike) -> SummaryFile:
     """Read a pmld-summary file, refusing other schemas and newer major versions."""
     with open_checked(path, SUMMARY_SCHEMA, SUMMARY_VERSION) as h5:
+        for name in ("events/leg_movements", "events/plm_series", "events/monolateral",
+                     "summary", "quality"):
+            if name not in h5:
+                raise FormatError(f"is a damaged pmld-summary file: /{name} is missing", path=path)
         try:
             attrs = {k: _plain(v) for k, v in h5.attrs.items()}
             events = read_table(h5["events/leg_movements"])
@@ -134,9 +138,10 @@ def read_summary(path: str | os.PathLike) -> SummaryFile:
                 "flags": json.loads(h5["quality"].attrs["flags"]),
                 "sensors": json.loads(h5["quality"].attrs["sensors_json"]),
             }
-        except KeyError as missing:
+        except KeyError:
             raise FormatError(
-                f"is a damaged pmld-summary file: {missing.args[0]} is missing", path=path
+                "is a damaged pmld-summary file: a table column or attribute is missing",
+                path=path,
             ) from None
     return SummaryFile(
         path=str(path),
