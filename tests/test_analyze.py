@@ -628,3 +628,35 @@ def test_lights_window_limits_the_analysis():
     assert len(window.events) == len(inside)
     with pytest.raises(UsageError, match="window is empty"):
         analyze(night, lights_off_s=1800.0, lights_on_s=600.0)
+
+
+def test_a_stuck_sensor_gives_unknown_indices_not_zero():
+    flat = np.tile([0.0, 0.0, 1.0], (int(600 * FS), 1))
+    result = analyze(Night.from_arrays(flat, FS, START))
+    assert np.isnan(result.indices["plm_index"]) and result.indices["severity_band"] == "unknown"
+    assert any("indices are unknown" in flag for flag in result.quality["flags"])
+
+
+def test_a_moving_gyroscope_means_the_sensor_is_not_flat():
+    n = int(600 * FS)
+    gyro = np.zeros((n, 3))
+    for onset in PERIODIC:
+        gyro[int(onset * FS) : int((onset + 1.5) * FS), 2] = 40.0
+    night = Night.from_arrays(np.tile([0.0, 0.0, 1.0], (n, 1)), FS, START, gyro_dps=gyro)
+    result = analyze(night)
+    assert not any("flat" in flag for flag in result.quality["flags"])
+    assert result.indices["lm_count"] == len(PERIODIC)
+
+
+def test_a_damaged_summary_names_what_is_missing(tmp_path):
+    import h5py
+
+    from pmld.errors import FormatError
+    from pmld.io.summary import read_summary
+
+    path = tmp_path / "n.plm.h5"
+    analyze(Night.from_arrays(leg_acc(200, onsets=PERIODIC[:5]), FS, START)).to_hdf5(path)
+    with h5py.File(path, "a") as h5:
+        del h5["quality"]
+    with pytest.raises(FormatError, match="/quality is missing"):
+        read_summary(path)
