@@ -125,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the indices as JSON")
     p.set_defaults(func=_cmd_score)
 
+    p = sub.add_parser(
+        "params",
+        help="print every analysis parameter with its value, as TOML for --params",
+        description="Print the fully resolved parameters (detection, scoring rules, window) "
+        "for a rule preset and overrides, as a TOML file that --params reads back.",
+    )
+    _add_param_options(p)
+    p.set_defaults(func=_cmd_params)
+
     p = sub.add_parser("show", help="print a nightly summary file")
     p.add_argument("summary", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -396,6 +405,42 @@ def _cmd_score(args: argparse.Namespace) -> int:
                   "recording's analysed time with --hours)")
         print(f"wrote {args.output}")
     return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from .detect import DetectionParams
+    from .pipeline import WindowParams, split_params
+    from .score import rules_preset
+
+    preset, params = _load_params(args)
+    detection, rules, window = split_params(params)
+    stages = {
+        "detection": DetectionParams(**detection),
+        "rules": rules_preset(preset, **rules),
+        "window": WindowParams(**window),
+    }
+    print(f"# pmld {__version__}: analysis parameters (pmld analyze --params FILE)")
+    for name, stage in stages.items():
+        print(f"\n[{name}]")
+        if name == "rules":
+            print(f'name = "{preset}"  # the preset; the values below override it')
+        for f in fields(stage):
+            value = getattr(stage, f.name)
+            if value is None:
+                print(f"# {f.name} = (unset)")
+            else:
+                print(f"{f.name} = {_toml_value(value)}")
+    return 0
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:

@@ -1,0 +1,37 @@
+"""`pmld params` prints TOML that `--params` reads back to the same parameters."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+
+from pmld.io.raw import write_raw
+from pmld.simulate import simulate_night
+
+PMLD = str(Path(sys.executable).parent / "pmld")
+
+
+def test_params_round_trip_through_analyze(tmp_path):
+    night = tmp_path / "n.h5"
+    write_raw(simulate_night("moderate", hours=0.2, seed=5), night)
+    printed = subprocess.run(
+        [PMLD, "params", "--rules", "aasm", "--set", "onset_ratio=5", "--set", "break_gap_s=7"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    toml = tmp_path / "p.toml"
+    toml.write_text(printed)
+    subprocess.run([PMLD, "analyze", str(night), "-o", str(tmp_path / "a.plm.h5"),
+                    "--params", str(toml)], capture_output=True, text=True, check=True)
+    subprocess.run([PMLD, "analyze", str(night), "-o", str(tmp_path / "b.plm.h5"),
+                    "--rules", "aasm", "--set", "onset_ratio=5", "--set", "break_gap_s=7"],
+                   capture_output=True, text=True, check=True)
+    with h5py.File(tmp_path / "a.plm.h5") as a, h5py.File(tmp_path / "b.plm.h5") as b:
+        from_file = json.loads(a.attrs["parameters_json"])
+        from_options = json.loads(b.attrs["parameters_json"])
+    assert from_file == from_options
+    assert from_file["rules_preset"] == "aasm"
+    assert from_file["detection"]["onset_ratio"] == 5.0
+    assert from_file["window"]["break_gap_s"] == 7.0
+    assert from_file["rules"]["min_imi_s"] == 5.0  # AASM's, from the preset
