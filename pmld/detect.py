@@ -182,9 +182,15 @@ class Activity:
     block_s: float
 
 
+def row_norms(vectors: np.ndarray) -> np.ndarray:
+    """Euclidean length of each row (einsum: several times faster than linalg.norm on
+    a few columns)."""
+    return np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+
+
 def unit_vectors(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
-    norm = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norm = row_norms(vectors)[:, None]
     return vectors / np.where(norm > 0, norm, 1)
 
 
@@ -228,7 +234,7 @@ def activity_signal(
     centre = np.median(used[:: max(1, len(used) // 5000)], axis=0).astype(np.float32)
     means, variance = _centred_block_stats(used, centre, size)
     baseline = _running_median(means, max(1, int(round(params.baseline_s / block_s))))
-    deviation = np.sqrt(np.square(means - baseline).sum(axis=1))
+    deviation = row_norms(means - baseline)
     # Sensor noise adds the same variance to every block; only the excess over the
     # resting level is movement. Without this, a noisy sensor raises the floor and with
     # it every threshold (white noise of 12 mg alone gives 0.02 g of "activity").
@@ -239,7 +245,7 @@ def activity_signal(
             np.array(gyro_dps[: n_blocks * size], dtype=np.float32), size
         )
         gyro_bias = np.median(gyro_means, axis=0)
-        speed = np.sqrt(np.square(gyro_means - gyro_bias).sum(axis=1))
+        speed = row_norms(gyro_means - gyro_bias)
         activity = np.maximum(activity, speed * np.float32(params.gyro_g_per_dps))
     smooth = max(1, int(round(params.smooth_s / block_s)))
     if smooth > 1:

@@ -31,6 +31,7 @@ from .detect import (
     empty_lm_table,
     find_leg_movements,
     resting_floor,
+    row_norms,
     thresholds,
     unit_vectors,
 )
@@ -184,7 +185,7 @@ class StreamingDetector:
         p = self.params
         window = max(1, int(round(p.baseline_s / self.block_s)))
         baseline = _running_median(self._means, window)
-        deviation = np.sqrt(np.square(self._means - baseline).sum(axis=1))
+        deviation = row_norms(self._means - baseline)
         resting_variance = np.percentile(self._variance, p.floor_percentile)
         activity = np.sqrt(
             np.square(deviation) + np.maximum(self._variance - resting_variance, 0)
