@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--events", action="store_true", help="also list every leg movement")
     p.set_defaults(func=_cmd_show)
+
+    from .ble.cli_record import add_parsers as add_ble_parsers
+
+    add_ble_parsers(sub)
     return parser
 
 

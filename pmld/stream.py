@@ -241,7 +241,8 @@ class StreamingDetector:
         self._floor_filled = min(ring.size, self._floor_filled + values.size)
 
     def _trim(self) -> None:
-        excess = len(self._means) - self._keep
+        # Blocks not yet looked at by a detection must stay, however many there are.
+        excess = len(self._means) - max(self._keep, self._undetected + self._keep)
         if excess > 0:
             self._means = self._means[excess:]
             self._variance = self._variance[excess:]

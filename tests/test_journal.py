@@ -85,6 +85,42 @@ def test_a_damaged_record_in_the_middle_loses_only_itself(tmp_path):
     assert contents.damaged_bytes > 0 and contents.dropped_bytes == 0
 
 
+def test_the_first_samples_reach_the_file_at_once(tmp_path):
+    """A recorder killed just after its first samples leaves a night that opens."""
+    path = tmp_path / "n.h5.journal"
+    writer = JournalWriter(path, HEADER, flush_s=60.0)
+    writer.write_samples(0, np.ones((36, 3), np.int16), T0)
+    assert read_journal(path).n_received == 36  # read while the writer is still open
+    writer.write_samples(36, np.ones((36, 3), np.int16), T0 + 10**9)
+    assert read_journal(path).n_received == 36  # later ones wait for the next flush
+    writer.close()
+    assert read_journal(path).n_received == 72
+
+
+def test_tick_flushes_a_quiet_writer(tmp_path):
+    path = tmp_path / "n.h5.journal"
+    writer = JournalWriter(path, HEADER, flush_s=0.05)
+    writer.write_samples(0, np.ones((36, 3), np.int16), T0)
+    writer.write_samples(36, np.ones((36, 3), np.int16), T0 + 10**9)
+    time.sleep(0.1)
+    writer.tick()  # nothing written since, but the last record is due
+    assert read_journal(path).n_received == 72
+    writer.close()
+
+
+def test_time_sync_points_join_the_clock_fit(tmp_path):
+    """Blocks all arrive 2 s late (a replay); TIME_SYNC points say when samples were."""
+    path = tmp_path / "n.h5.journal"
+    with JournalWriter(path, HEADER) as writer:
+        for first in range(0, 36_000, 360):
+            host = T0 + int((first + 359) / 100.0 * 1e9) + 2_000_000_000
+            writer.write_samples(first, np.zeros((360, 3), np.int16), host)
+            writer.write_time_sync(first + 359, 0, T0 + int((first + 359) / 100.0 * 1e9))
+    night, _ = journal_to_night(read_journal(path))
+    start_ns = night.sensor.start_utc.timestamp() * 1e9
+    assert abs(start_ns - T0) < 1e6
+
+
 def test_continuing_with_another_rate_is_refused(tmp_path):
     path = tmp_path / "n.h5.journal"
     _write(path, [(0, np.zeros((10, 3), np.int16))])

@@ -87,3 +87,16 @@ def test_status_counts_plms_live(night):
     status = live.status()
     assert status.lm_count > 0 and 0 <= status.plm_count <= status.lm_count
     assert status.plm_index == pytest.approx(status.plm_count / (status.seconds / 3600))
+
+
+def test_detecting_rarely_loses_no_movements(night):
+    # Found by the recorder's author: with detect_every_s above the buffer (about two
+    # minutes), blocks were trimmed before any detection had looked at them.
+    sensor = night.sensor
+    often, _ = _stream(sensor, 50)
+    rarely = StreamingDetector(sensor.fs_hz, detect_every_s=180.0)
+    for i in range(0, sensor.n_samples, 50):
+        rarely.push(sensor.acc_g[i : i + 50])
+    rarely.finish()
+    agreement = event_agreement(_lm(often.leg_movements), _lm(rarely.leg_movements))
+    assert agreement.f1 >= 0.97

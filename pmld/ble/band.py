@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +177,9 @@ class BandFaults:
     clock_ppm : float
         The band's crystal is this many parts per million fast (negative: slow); it
         drives the IMU and the band clock.
+    reboot_at_s, reboot_for_s : float
+        The band reboots at night time ``reboot_at_s`` (its session, ring buffer and
+        sequence numbers are gone) and is back ``reboot_for_s`` later, idle.
     """
 
     drop_every: int = 0
@@ -187,6 +191,8 @@ class BandFaults:
     disconnect_for_s: float = 5.0
     max_disconnects: int = 0
     clock_ppm: float = 0.0
+    reboot_at_s: float | None = None
+    reboot_for_s: float = 10.0
 
     def notify_hook(self, index: int, value: bytes) -> Fault:
         if self.drop_every and index % self.drop_every == self.drop_every - 1:
@@ -205,6 +211,7 @@ class BandStats:
     corrupted: int = 0  # damaged DATA notifications put on the air
     unknown_sent: int = 0  # notifications of an unknown type put on the air
     disconnects: int = 0  # scheduled drops performed
+    reboots: int = 0
     commands: list[str] = field(default_factory=list)
 
 
@@ -244,10 +251,11 @@ class VirtualBand:
         One of :data:`BAND_KINDS` (``pmld``, or an impostor for the refusal paths).
     battery_pct, battery_drain_pct_per_h : float
         Battery at power-on and its drain per night hour.
-    tick_s : float
-        Real seconds between two pacing steps (a running clock).
-    session_seed : int
-        Session ids are ``session_seed + number of STARTs``.
+    tick_s : float, optional
+        Real seconds between two pacing steps of a running clock: 50 ms up to 5x real
+        time (half the firmware's 100 ms latency timer), else 20 ms.
+    session_seed : int, optional
+        Session ids are ``session_seed + number of STARTs`` (random by default).
     """
 
     def __init__(
@@ -268,8 +276,8 @@ class VirtualBand:
         kind: str = "pmld",
         battery_pct: float = 95.0,
         battery_drain_pct_per_h: float = 4.0,
-        tick_s: float = 0.02,
-        session_seed: int = 0x5EED0000,
+        tick_s: float | None = None,
+        session_seed: int | None = None,
     ) -> None:
         if kind not in BAND_KINDS:
             raise ValueError(f"kind must be one of {BAND_KINDS}, got {kind!r}")
@@ -286,10 +294,14 @@ class VirtualBand:
         self.faults = faults or BandFaults()
         self.first_sample = int(first_sample)
         self.continuous = continuous
+        if tick_s is None:  # finer steps only when a step would hold many samples
+            tick_s = 0.05 if clock.speed <= 5 else 0.02
         self.tick_s = float(tick_s)
         self.battery_pct = float(battery_pct)
         self.battery_drain_pct_per_h = float(battery_drain_pct_per_h)
         self.stats = BandStats()
+        if session_seed is None:  # as a band's firmware would: new ids after each boot
+            session_seed = random.getrandbits(32)
         self.info = Info(
             rates_hz=(rate,),
             acc_ranges=(AccRange(int(range_g), float(np.float32(counts_per_g))),),
@@ -317,8 +329,8 @@ class VirtualBand:
         self.first_sample_utc_ns: int | None = None
         self._data_frames = 0
         self._notify_count = 0
-        self._replies_pending = 0
-        self._corruptions = 0  # a reply goes out before the frames that follow it
+        self._replies_pending = 0  # a reply goes out before the frames that follow it
+        self._corruptions = 0
         self._task: asyncio.Task[Any] | None = None
         self._closing = False
         self.finished = asyncio.Event()  # the night's samples are all acquired
@@ -411,11 +423,10 @@ class VirtualBand:
         now_us = self._band_us(elapsed)
         before = self.model.state
         value = bytes(value)
-        if value[:1] == bytes([1]) and not self._started:
-            self._started = True  # the night begins with the first START
         reply = self.model.handle_command(value, now_us)
         self.stats.commands.append(value.hex())
         if before != State.STREAMING and self.model.state == State.STREAMING:
+            self._started = True  # the night begins with the first START
             if self._first_start_s is None:
                 self._first_start_s = elapsed
                 # sample 0 is the next acquisition, due at band time (n + 1) / rate
@@ -544,6 +555,14 @@ class VirtualBand:
             return
         if self._first_start_s is None:
             return
+        reboot = self.faults.reboot_at_s
+        if reboot is not None and self.stats.reboots == 0 and elapsed_s >= reboot:
+            self.stats.reboots += 1
+            self.model = DeviceModel(self.info, session_seed=random.getrandbits(32))
+            self._replies_pending = 0
+            await self._disconnect_for(elapsed_s, self.faults.reboot_for_s)
+            self.stats.disconnects -= 1  # a reboot, not a scheduled drop
+            return
         if self._drops and elapsed_s >= self._drops[0][0]:
             _, for_s = self._drops.pop(0)
             await self._disconnect_for(elapsed_s, for_s)
@@ -595,7 +614,8 @@ class VirtualBand:
             await self._faults_due(elapsed)
             out_of_range = self._out_until is not None
             model = self.model
-            sending = self._link_up() and model.cursor is not None
+            # a reply on its way is stamped by the host before the night moves on
+            sending = self._link_up() and model.cursor is not None and not self._replies_pending
             caught_up = sending and model.cursor >= model.next_index
             if out_of_range or (caught_up and model.state == State.STREAMING):
                 if self.finished.is_set() and not out_of_range:

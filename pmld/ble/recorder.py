@@ -28,6 +28,18 @@ the samples received before it. A hole inside a connection (a notification lost 
 damaged) is refilled with a RESUME on the same link; a hole the band cannot refill
 (overwritten in its ring buffer) is recorded as a gap of the exact size.
 
+Files
+-----
+``NIGHT.h5.journal`` while recording (and ``NIGHT.h5.lock``: one recorder per night), then
+``NIGHT.h5`` (pmld-raw) and ``NIGHT.plm.h5`` (the nightly summary). A journal left by a
+crash is continued by the next ``pmld record`` on the same output, or turned into the
+night by :func:`pmld.io.journal.repair`. A finished ``NIGHT.h5`` is never overwritten.
+
+Memory does not grow with the night: the journal is written as samples come, the live
+detector keeps about two minutes of block statistics, the queue holds what arrived since
+the consumer's last turn, and the counters are scalars. Only the final step (journal ->
+pmld-raw -> summary) loads the whole night, once.
+
 Sample indices in the journal are the night's: ``night index = band index + offset``
 where the offset is 0 for the first session and, when the band restarted its counter
 (new session after a band reboot or after the recorder lost the session), the night
@@ -344,6 +356,7 @@ class RecorderStats:
     lost_notifications: int = 0  # seq jumps (the samples are recovered by index)
     discarded_frames: int = 0  # frames past a hole while its RESUME was pending
     bad_frames: dict[str, int] = field(default_factory=dict)  # by error kind
+    first_bad: dict[str, str] = field(default_factory=dict)  # "frame kind" -> first message
     bad_replies: int = 0
     hole_resumes: int = 0  # RESUMEs on a live link to refill a hole
     resumes: int = 0  # RESUMEs after a reconnect
@@ -398,17 +411,21 @@ class RecordingResult:
             gap_s = r.get("missing_samples", 0) / fs if fs == fs and fs else 0.0
             out.append(
                 f"recorded {self.output}: {r['samples_kept']:,} samples, fitted rate "
-                f"{fs:.4f} Hz (clock {r.get('clock_skew_ppm', 0.0):+.1f} ppm), "
+                f"{fs:.4f} Hz (clock {r.get('clock_skew_ppm', 0.0) + 0.0:+.1f} ppm), "
                 f"{r.get('gaps', 0)} gap(s), {gap_s:.1f} s missing"
             )
+        elif s.samples:
+            out.append(f"{s.samples:,} samples recorded; the night is not finished")
         else:
             out.append("no night was written: no samples were received")
         bad = ", ".join(f"{n} {k}" for k, n in sorted(s.bad_frames.items())) or "none"
         out.append(
             f"link: {s.connections} connection(s), {s.link_drops} drop(s), "
-            f"{100 * s.packet_loss:.3f}% notifications lost (recovered by index), "
+            f"{100 * s.packet_loss:.3f}% notifications lost (their samples taken again), "
             f"{s.duplicate_notifications} duplicate(s) dropped, bad frames: {bad}"
         )
+        for key, message in s.first_bad.items():
+            out.append(f"  first bad {key}: {message}")
         if s.tail_lost:
             out.append(f"the last {s.tail_lost} samples after STOP did not arrive")
         out.extend(self.messages)
@@ -541,7 +558,43 @@ class Recorder:
 
     async def run(self, *, install_signal_handlers: bool = False) -> RecordingResult:
         """Record until stopped (signal, :meth:`request_stop`, duration, band stopped)."""
-        self._prepare_output()
+        lock = self._lock_night()
+        try:
+            self._prepare_output()
+            return await self._run(install_signal_handlers)
+        finally:
+            with contextlib.suppress(OSError):
+                self.lock_file.unlink()
+            lock.close()
+
+    @property
+    def lock_file(self) -> Path:
+        return Path(str(self.output) + ".lock")
+
+    def _lock_night(self):
+        """Hold an exclusive lock beside the output: one recorder per night at a time.
+
+        A lock file rather than the journal itself, so that no empty journal exists
+        while the band is looked for (``pmld info`` would take it for a broken one).
+        The lock dies with the process, also on SIGKILL; a stale lock file is reused.
+        """
+        check_output_writable(self.output)
+        handle = open(self.lock_file, "ab")  # noqa: SIM115 (held until the end)
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: no guard
+            return handle
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise UsageError(
+                f"{self.output} is being recorded by another pmld record right now: stop "
+                "that one first, or record to another file"
+            ) from None
+        return handle
+
+    async def _run(self, install_signal_handlers: bool) -> RecordingResult:
         self._started_ns = self.clock.now_ns()
         loop = asyncio.get_running_loop()
         handled = []
@@ -568,7 +621,8 @@ class Recorder:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._status_line(final=True)
+        if self._journal is not None:  # a recording took place: its last status
+            self._status_line(final=True)
         result = self._finish(error)
         if error is not None:
             raise error
@@ -577,7 +631,6 @@ class Recorder:
     # -- output and continuation -------------------------------------------------------
     def _prepare_output(self) -> None:
         output = self.output
-        check_output_writable(output)
         if self.journal_file.exists() and self.journal_file.stat().st_size > 0:
             contents = journal_io.read_journal(self.journal_file)
             self._continuation = self._continuation_state(contents)
@@ -606,25 +659,18 @@ class Recorder:
             )
         sessions = [e for e in contents.events if e.get("event") == "session"]
         last = sessions[-1] if sessions else {}
-        state = {
-            "contents_header": header,
-            "next_index": contents.next_index,
-            "session_id": int(last.get("session_id", 0)),
-            "index_offset": int(last.get("index_offset", 0)),
-            "address": last.get("address"),
-            "existing": contents,
-        }
         if contents.blocks:
             firsts = np.array([b[0] + len(b[2]) - 1 for b in contents.blocks], np.int64)
             hosts = np.array([b[1] for b in contents.blocks], np.int64)
             tail = slice(max(0, len(firsts) - 256), None)
             for index, host in zip(firsts[tail], hosts[tail], strict=True):
                 self._recent.append((int(index), int(host)))
+        # the night goes on from the journal's end, in the band session it last recorded
         self._night_next = contents.next_index
-        self.session_id = state["session_id"]
-        self._offset = state["index_offset"]
+        self.session_id = int(last.get("session_id", 0))
+        self._offset = int(last.get("index_offset", 0))
         self._expected = max(0, contents.next_index - self._offset)
-        return state
+        return {"existing": contents}
 
     def _open_journal(self, info: Info) -> None:
         if self._journal is not None:
@@ -760,6 +806,7 @@ class Recorder:
                 self.link_state = "link lost"
             lost.set()
             self._changed.set()
+            self._fail_pending()
 
         self.device_name = device.name or self.device_name
         self.device_address = device.address
@@ -781,9 +828,7 @@ class Recorder:
                 await self._stop_band(lost)
         finally:
             self._client = None
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.cancel()
+            self._fail_pending()
             if client.is_connected:
                 intentional = True
                 with contextlib.suppress(Exception):
@@ -798,7 +843,7 @@ class Recorder:
         if SERVICE_UUID not in uuids:
             raise NotAPmldBandError(
                 f"{self._device_text()} is not a pmld band: it offers no pmld service "
-                f"({SERVICE_UUID}); pass the band's name or address with --device"
+                f"({SERVICE_UUID}); `pmld scan` lists the pmld bands in range"
             )
         try:
             info = decode_info(await client.read_gatt_char(INFO_UUID))
@@ -813,7 +858,7 @@ class Recorder:
         self._client = client
         self._last_arrival = time.monotonic()
         await self._drain_inbox()  # what the last link left is processed first
-        self._last_seq = None
+        # `seq` runs on across a RESUME: its jump counts what the drop swallowed
         self._resuming = False
         state = await self._command(client, GetInfoCommand)
         if not isinstance(state, GetInfoReply):
@@ -887,6 +932,14 @@ class Recorder:
                 return
             raise DeviceError(f"{self._device_text()}: START {_reply_text(reply)}")
 
+    def _fail_pending(self) -> None:
+        """The link is gone: commands waiting for a reply fail now, not at their timeout."""
+        from bleak.exc import BleakError
+
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(BleakError("the link dropped before the reply"))
+
     async def _command(self, client, make: Callable[[int], Command]) -> Reply:
         self._token = self._token % 255 + 1
         token = self._token
@@ -942,7 +995,7 @@ class Recorder:
         if self._band_stop is None:
             try:
                 reply = await self._command(client, StopCommand)
-            except (TimeoutError, Exception) as error:  # the link went: nothing to drain
+            except Exception as error:  # the link went: nothing to drain
                 self._event("stop_failed", error=_short(error))
                 return
             if isinstance(reply, StopReply):
@@ -1083,9 +1136,25 @@ class Recorder:
             self._detector.gap(n)
 
     def _bad_event(self, what: str, error: ProtocolError) -> None:
+        """Say it once per kind (status stream, final report); journal the first 50."""
+        key = f"{what} {error.kind}"
+        if key not in self.stats.first_bad:
+            self.stats.first_bad[key] = str(error)
+            self._notice(f"dropped a bad {what} ({error}); counting them and going on")
         if self._event_log_budget > 0:
             self._event_log_budget -= 1
             self._event("bad_" + what, kind=error.kind, message=str(error))
+
+    def _notice(self, text: str) -> None:
+        """A message on its own line of the status stream."""
+        stream = self.status_stream
+        if stream is None:
+            return
+        try:
+            stream.write(("\n" if _isatty(stream) else "") + f"pmld: {text}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
     def _process_data(self, run: list) -> None:
         if self._starting:
@@ -1277,9 +1346,10 @@ class Recorder:
         elapsed = int(st["elapsed_s"])
         battery = "?" if st["battery_pct"] is None else f"{st['battery_pct']}%"
         plm_index = st["plm_index"]
+        rate = f"{st['rate_hz']:.1f} Hz" if st["rate_hz"] == st["rate_hz"] else "-- Hz"
         line = (
             f"rec {elapsed // 3600:d}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d} | "
-            f"{st['link']} | {st['rate_hz']:.1f} Hz | {st['samples']:,} samples | "
+            f"{st['link']} | {rate} | {st['samples']:,} samples | "
             f"loss {100 * st['packet_loss']:.2f}% | gaps {st['gaps']} "
             f"({st['gap_s']:.1f} s) | battery {battery} | LM {st['lm']} PLM {st['plm']}"
             + (f" ({plm_index:.0f}/h)" if plm_index == plm_index else "")
@@ -1299,7 +1369,7 @@ class Recorder:
         reason = self._stop_reason or self._band_ended or (
             f"error: {error}" if error is not None else "stopped"
         )
-        result = RecordingResult(None, None, reason, self.stats, messages=list(self._messages))
+        result = RecordingResult(None, None, reason, self.stats, messages=self._messages)
         if self._detector is not None:
             with contextlib.suppress(Exception):
                 self._detector.finish()

@@ -41,8 +41,10 @@ kill leaves an incomplete record at the end, which is dropped (and cut off when 
 recording continues); a damaged record in the middle is skipped by searching for the
 next record that checks out. Both are counted. Sample indices are the night's: when a
 band restarts its own counter, the recorder maps it past what the night already holds. The
-writer flushes to the operating system at least every ``flush_s`` (1 s), which is all a
-SIGKILL needs, and calls ``fsync`` every ``fsync_s`` (5 s) against power loss.
+writer flushes to the operating system at least every ``flush_s`` (1 s; a writer that goes
+quiet calls :meth:`JournalWriter.tick`), which is all a SIGKILL needs, and calls ``fsync``
+every ``fsync_s`` (5 s) against power loss. The first samples are flushed at once, so a
+journal killed at any moment after them holds a night that opens.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class JournalWriter:
         now = time.monotonic()
         self._last_flush = now
         self._last_fsync = now
+        self._samples_flushed = False
 
     def _record(self, kind: int, payload: bytes) -> None:
         self._file.write(
@@ -157,6 +160,11 @@ class JournalWriter:
         header = _SAMPLES.pack(int(first_index), int(host_ns), len(acc), flags)
         self._record(SAMPLES, header + body)
         self.next_index = max(self.next_index, int(first_index) + len(acc))
+        if not self._samples_flushed:
+            # the first samples reach the file at once: from then on, a kill at any
+            # moment leaves a night that opens
+            self._samples_flushed = True
+            self._file.flush()
 
     def write_gap(self, first_index: int, count: int) -> None:
         self._record(GAP, _GAP.pack(int(first_index), int(count)))
@@ -394,7 +402,7 @@ def journal_to_night(contents: JournalContents) -> tuple[Night, dict[str, Any]]:
         **{k: v for k, v in header.get("meta", {}).items()},
         "source_format": "pmld-journal",
         "nominal_fs_hz": nominal,
-        "clock_skew_ppm": round(fit.skew_ppm, 3),
+        "clock_skew_ppm": round(fit.skew_ppm, 3) + 0.0,  # never "-0.0"
     }
     night = Night(
         [sensor], timezone=header.get("timezone", "UTC"), annotations=annotations, meta=meta
