@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import PmldError, UsageError
+from ..errors import UsageError
 
 __all__ = ["add_parsers", "main"]
 
@@ -308,18 +308,10 @@ async def _record_virtual(args: argparse.Namespace, options, status):
 # standalone
 # --------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pmld.ble.cli_record scan|record ...`` (as ``pmld`` would run them)."""
-    parser = argparse.ArgumentParser(prog="pmld")
-    add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except PmldError as error:
-        print(f"pmld: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("pmld: interrupted", file=sys.stderr)
-        return 130
+    """``python -m pmld.ble.cli_record scan|record ...``: the same as ``pmld scan|record``."""
+    from ..cli import main as pmld_main
+
+    return pmld_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
