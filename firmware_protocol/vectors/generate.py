@@ -16,6 +16,7 @@ reply and notification.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import struct
 import sys
@@ -38,6 +39,27 @@ def samples(first: int, n: int, width: int = 3) -> np.ndarray:
 
 
 # -- valid and invalid bytes ------------------------------------------------------------
+def invalid_vector(out: list, decode, name, raw: bytes, error: str, note: str, **extra) -> None:
+    """Append a vector that ``decode`` must refuse with the error kind ``error``."""
+    try:
+        decode(raw)
+    except p.ProtocolError as exc:
+        assert exc.kind == error, (name, exc.kind, str(exc))
+        out.append(
+            {
+                "name": name,
+                "valid": False,
+                "hex": raw.hex(),
+                "error": error,
+                **extra,
+                "message": str(exc),
+                "note": note,
+            }
+        )
+        return
+    raise AssertionError(f"{name} decodes")
+
+
 def frame_vectors() -> list[dict]:
     out: list[dict] = []
 
@@ -141,23 +163,7 @@ def frame_vectors() -> list[dict]:
         "battery level unknown (255), seq 65535, nothing acquired yet",
     )
 
-    def invalid(name, raw: bytes, error: str, note: str):
-        try:
-            p.decode_frame(raw)
-        except p.ProtocolError as exc:
-            assert exc.kind == error, (name, exc.kind, str(exc))
-            out.append(
-                {
-                    "name": name,
-                    "valid": False,
-                    "hex": raw.hex(),
-                    "error": error,
-                    "message": str(exc),
-                    "note": note,
-                }
-            )
-            return
-        raise AssertionError(f"{name} decodes")
+    invalid = functools.partial(invalid_vector, out, p.decode_frame)
 
     full247 = p.encode_frame(data(7, 1000, 39))
     frame38 = p.encode_frame(data(1, 0, 38))
@@ -287,23 +293,7 @@ def command_vectors() -> list[dict]:
     valid("set_time", p.SetTimeCommand(6, UTC_2026_03_01_2230), "SET_TIME 2026-03-01T22:30:00Z")
 
     def invalid(name, raw: bytes, error: str, status: str, note: str):
-        try:
-            p.decode_command(raw)
-        except p.ProtocolError as exc:
-            assert exc.kind == error, (name, exc.kind, str(exc))
-            out.append(
-                {
-                    "name": name,
-                    "valid": False,
-                    "hex": raw.hex(),
-                    "error": error,
-                    "status": status,
-                    "message": str(exc),
-                    "note": note,
-                }
-            )
-            return
-        raise AssertionError(f"{name} decodes")
+        invalid_vector(out, p.decode_command, name, raw, error, note, status=status)
 
     start = p.encode_command(p.StartCommand(1, 100, 8))
     invalid("empty", b"", "truncated", "INVALID_LENGTH", "a zero-length write")
@@ -433,23 +423,7 @@ def reply_vectors() -> list[dict]:
         "a status code from a later minor version: reported as unknown, not a decode error",
     )
 
-    def invalid(name, raw: bytes, error: str, note: str):
-        try:
-            p.decode_reply(raw)
-        except p.ProtocolError as exc:
-            assert exc.kind == error, (name, exc.kind, str(exc))
-            out.append(
-                {
-                    "name": name,
-                    "valid": False,
-                    "hex": raw.hex(),
-                    "error": error,
-                    "message": str(exc),
-                    "note": note,
-                }
-            )
-            return
-        raise AssertionError(f"{name} decodes")
+    invalid = functools.partial(invalid_vector, out, p.decode_reply)
 
     resume = p.encode_reply(p.ResumeReply(4, 0x12345678, 1000, 1000, 1500, True))
     info = p.encode_reply(p.GetInfoReply(5, p.State.IDLE))
@@ -581,23 +555,7 @@ def info_vectors() -> list[dict]:
         "one rate, one range, empty strings",
     )
 
-    def invalid(name, raw: bytes, error: str, note: str):
-        try:
-            p.decode_info(raw)
-        except p.ProtocolError as exc:
-            assert exc.kind == error, (name, exc.kind, str(exc))
-            out.append(
-                {
-                    "name": name,
-                    "valid": False,
-                    "hex": raw.hex(),
-                    "error": error,
-                    "message": str(exc),
-                    "note": note,
-                }
-            )
-            return
-        raise AssertionError(f"{name} decodes")
+    invalid = functools.partial(invalid_vector, out, p.decode_info)
 
     good = p.encode_info(acc_only)
 
