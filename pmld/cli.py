@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-gap", type=float, default=1.0, help="seconds; longer holes become gaps"
     )
+    p.add_argument(
+        "--range-g", type=float,
+        help="the sensor's full scale in g (e.g. 8): lets the analysis flag clipping",
+    )
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser(
@@ -79,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fs", type=float, default=100.0, help="sampling rate in Hz")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bilateral", action="store_true", help="simulate both ankles")
+    p.add_argument(
+        "--side", choices=("left", "right"), help="the ankle of a one-sensor night (default right)"
+    )
     p.add_argument("--start", help="start time, ISO 8601 with offset")
     p.add_argument("--tz", default="UTC", help="IANA time zone of the night")
     p.add_argument("-o", "--output", type=Path, help="output night file (.h5)")
@@ -180,6 +187,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
         timezone=args.tz,
         max_gap_s=args.max_gap,
     )
+    if args.range_g is not None:
+        if not args.range_g > 0:
+            raise UsageError(f"--range-g must be a positive number of g, got {args.range_g}")
+        for sensor in night.sensors:
+            sensor.device["range_g"] = float(args.range_g)
     write_raw(night, args.output)
     for line in report.lines():
         print(line)
@@ -204,6 +216,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         kwargs["start_utc"] = args.start
     if args.bilateral:
         kwargs["bilateral"] = True
+    if args.side:
+        kwargs["side"] = args.side
     night = simulate_night(args.scenario, **kwargs)
     write_raw(night, args.output)
     truth = truth_table(night)

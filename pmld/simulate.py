@@ -499,6 +499,7 @@ def simulate_night(
     timezone: str = "UTC",
     bilateral: bool | None = None,
     range_g: float = 8.0,
+    side: str | None = None,
 ) -> Night:
     """Simulate one night of ankle acceleration with its ground truth.
 
@@ -524,6 +525,9 @@ def simulate_night(
     bilateral : bool, optional
         Record both ankles (sensors ``left`` and ``right``); by default as the scenario
         says. One sensor is on the right ankle.
+    side : {'right', 'left'}, optional
+        The ankle of a one-sensor night (default right). The same night is simulated
+        either way; only the labels of the sensor and its truth change.
     range_g : float
         Full scale of the simulated int16 accelerometer, 2 to 64 g. Samples are
         ``counts * range_g / 32768`` with ``counts`` in -32768..32767 (saturating), stored
@@ -582,7 +586,13 @@ def simulate_night(
             f"most {_MAX_SAMPLES}: shorten the night or lower the rate"
         )
     two = sc.bilateral if bilateral is None else bool(bilateral)
+    if side is not None and (two or side not in ("left", "right")):
+        raise UsageError(
+            "side chooses the ankle of a one-sensor night: 'left' or 'right'"
+            + (" (this night has both ankles)" if two else f", got {side!r}")
+        )
     sides = ("left", "right") if two else ("right",)
+    one_ankle = side or "right"  # (the loop over the legs below reuses the name `side`)
     total_s = n / fs_hz
 
     streams = np.random.SeedSequence(int(seed)).spawn(6)
@@ -643,6 +653,9 @@ def simulate_night(
         "rem_s": rem_s,
         "plm_index_target": night_index,
     }
+    if one_ankle == "left":  # the same night on the other leg: relabel, nothing else
+        sensors[0].side = "left"
+        annotations = annotations.assign(side=annotations["side"].replace("right", "left"))
     return Night(sensors, timezone=timezone, annotations=annotations, meta=meta)
 
 

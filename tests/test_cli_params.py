@@ -35,3 +35,24 @@ def test_params_round_trip_through_analyze(tmp_path):
     assert from_file["detection"]["onset_ratio"] == 5.0
     assert from_file["window"]["break_gap_s"] == 7.0
     assert from_file["rules"]["min_imi_s"] == 5.0  # AASM's, from the preset
+
+
+def test_import_range_lets_the_analysis_flag_clipping(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    t = np.arange(0, 120, 0.02)
+    y = np.where((t % 10) < 1, 2.0, 0.0)  # 10 % of the samples at +2 g
+    frame = pd.DataFrame({"time_s": t, "x": 0.0, "y": y, "z": 1.0})
+    frame.to_csv(tmp_path / "clip.csv", index=False)
+    flags = {}
+    for name, extra in (("with", ["--range-g", "2"]), ("without", [])):
+        night = tmp_path / f"{name}.h5"
+        subprocess.run([PMLD, "import", str(tmp_path / "clip.csv"), "-o", str(night), *extra],
+                       capture_output=True, text=True, check=True)
+        subprocess.run([PMLD, "analyze", str(night), "-o", str(tmp_path / f"{name}.plm.h5")],
+                       capture_output=True, text=True, check=True)
+        with h5py.File(tmp_path / f"{name}.plm.h5") as h5:
+            flags[name] = json.loads(h5["quality"].attrs["flags"])
+    assert any("clipped" in flag for flag in flags["with"])
+    assert not any("clipped" in flag for flag in flags["without"])

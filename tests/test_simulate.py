@@ -463,3 +463,14 @@ def test_any_seed_and_length_give_a_valid_night(scenario, seed, hours, fs_hz, ra
     lms = truth[truth["kind"] != "posture"]
     assert (lms["duration_s"] >= 0.5).all()
     assert set(lms["side"]) <= set(night.sides)
+
+
+def test_side_puts_the_same_night_on_the_left_ankle():
+    right = simulate_night("moderate", hours=0.1, fs_hz=50.0, seed=9)
+    left = simulate_night("moderate", hours=0.1, fs_hz=50.0, seed=9, side="left")
+    assert left.sides == ["left"] and right.sides == ["right"]
+    np.testing.assert_array_equal(left.sensor.acc_g, right.sensor.acc_g)
+    lms = left.annotations[left.annotations["label"] == "lm"]
+    assert len(lms) and set(lms["side"]) == {"left"}
+    with pytest.raises(UsageError, match="one-sensor"):
+        simulate_night("bilateral", hours=0.1, side="left")
