@@ -34,8 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other expected failure (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"pmld: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pmld",
         description="Periodic limb movements in sleep from an ankle-worn accelerometer.",
         epilog="Exit codes: 0 success, 1 internal error, 2 unusable input or options, "

@@ -56,3 +56,12 @@ def test_import_range_lets_the_analysis_flag_clipping(tmp_path):
             flags[name] = json.loads(h5["quality"].attrs["flags"])
     assert any("clipped" in flag for flag in flags["with"])
     assert not any("clipped" in flag for flag in flags["without"])
+
+
+def test_usage_errors_are_one_line_with_exit_code_2():
+    for argv in (["analyze"], ["simulate", "--hours", "x", "-o", "a.h5"], ["frobnicate"]):
+        result = subprocess.run([PMLD, *argv], capture_output=True, text=True)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("pmld: "), result.stderr
+        assert "Traceback" not in result.stderr
