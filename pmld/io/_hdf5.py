@@ -43,11 +43,11 @@ def open_checked(path: str | os.PathLike, schema: str, version: str) -> Iterator
 
 def check_schema(h5: h5py.File, source: Path, schema: str, version: str) -> None:
     """Refuse a file of another schema or of a major version this pmld does not read."""
-    found = _text(h5.attrs.get("schema"))
+    found = attr_text(h5.attrs.get("schema"))
     if found != schema:
         what = "missing" if found is None else repr(found)
         raise FormatError(f"is HDF5 but not a {schema} file (schema attribute {what})", path=source)
-    found_version = _text(h5.attrs.get("schema_version"))
+    found_version = attr_text(h5.attrs.get("schema_version"))
     read_major = int(version.split(".")[0])
     try:
         major = int(str(found_version).split(".")[0])
@@ -77,10 +77,15 @@ def _why_unreadable(path: Path, error: OSError) -> str:
     return "is an HDF5 file that cannot be opened: truncated or damaged (" + str(error) + ")"
 
 
-def _text(value):
+def attr_text(value) -> str | None:
+    """An HDF5 attribute as text: bytes decoded, 0-d arrays unwrapped, None kept."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray) and value.shape == ():
-        value = value.item()
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return attr_text(value.item())
+    return str(value)
 
 
 def write_table(
@@ -106,7 +111,7 @@ def write_table(
 
 def read_table(group: h5py.Group) -> pd.DataFrame:
     """Read a table written by :func:`write_table`."""
-    columns = [_text(c) for c in group.attrs["columns"]]
+    columns = [attr_text(c) for c in group.attrs["columns"]]
     data = {}
     for column in columns:
         dataset = group[column]

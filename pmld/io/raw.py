@@ -35,7 +35,7 @@ import pandas as pd
 from ..errors import FormatError, InputError, PmldError
 from ..night import ANNOTATION_COLUMNS, GAP_COLUMNS, SIDES, Night, Sensor
 from ..provenance import jsonable
-from ._hdf5 import check_schema
+from ._hdf5 import attr_text, check_schema
 
 RAW_SCHEMA = "pmld-raw"
 RAW_VERSION = "1.0"
@@ -336,7 +336,7 @@ def is_raw(path: str | os.PathLike) -> bool:
         if not Path(path).is_file() or not h5py.is_hdf5(path):
             return False
         with h5py.File(path, "r") as h5:
-            return _text(h5.attrs.get("schema")) == RAW_SCHEMA
+            return attr_text(h5.attrs.get("schema")) == RAW_SCHEMA
     except (OSError, ValueError, TypeError):
         return False
 
@@ -387,16 +387,6 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value.item())
-    return str(value)
-
-
 def _check_schema(h5: h5py.File, source: Path) -> None:
     check_schema(h5, source, RAW_SCHEMA, RAW_VERSION)
 
@@ -404,17 +394,17 @@ def _check_schema(h5: h5py.File, source: Path) -> None:
 def _read_night(h5: h5py.File, source: Path) -> Night:
     _check_schema(h5, source)
     group = _require(h5, "sensors", h5py.Group, source)
-    order = [_text(name) for name in np.atleast_1d(group.attrs.get("order", []))]
+    order = [attr_text(name) for name in np.atleast_1d(group.attrs.get("order", []))]
     names = [n for n in order if n in group] + sorted(n for n in group if n not in order)
     if not names:
         raise FormatError("has no sensor under /sensors", path=source)
     sensors = [_read_sensor(_require(group, n, h5py.Group, source), source) for n in names]
     annotations = _read_annotations(_require(h5, "annotations", h5py.Group, source), source)
     try:
-        meta = json.loads(_text(h5.attrs.get("meta")) or "{}")
+        meta = json.loads(attr_text(h5.attrs.get("meta")) or "{}")
     except json.JSONDecodeError:
         raise FormatError("root attribute meta is not JSON", path=source) from None
-    timezone = _text(h5.attrs.get("timezone")) or "UTC"
+    timezone = attr_text(h5.attrs.get("timezone")) or "UTC"
     # Onsets count from the root start_ns; keep them right even if a tool moved the
     # sensors' starts without rewriting the annotations.
     root_ns = h5.attrs.get("start_ns")
@@ -461,7 +451,7 @@ def _read_sensor(group: h5py.Group, source: Path) -> Sensor:
         start = _from_ns(_attr(group, "start_ns", source, int))
     else:
         start = _attr(group, "start_utc", source, str)
-    side = _text(group.attrs.get("side")) or group.name.rsplit("/", 1)[-1]
+    side = attr_text(group.attrs.get("side")) or group.name.rsplit("/", 1)[-1]
     if side not in SIDES:
         raise FormatError(f"{group.name} has side {side!r}, not one of {SIDES}", path=source)
     acc = _read_samples(_require(group, "acc", h5py.Dataset, source), source)
@@ -479,7 +469,7 @@ def _read_sensor(group: h5py.Group, source: Path) -> Sensor:
         times = _require(group, "time_s", h5py.Dataset, source)[()].astype(np.float64)
     gaps = _read_table(_require(group, "gaps", h5py.Group, source), GAP_COLUMNS, source)
     try:
-        device = json.loads(_text(group.attrs.get("device")) or "{}")
+        device = json.loads(attr_text(group.attrs.get("device")) or "{}")
     except json.JSONDecodeError:
         raise FormatError(f"{group.name} attribute device is not JSON", path=source) from None
     try:
