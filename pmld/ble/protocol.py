@@ -593,6 +593,13 @@ def decode_frames(values: Iterable[bytes], *, gyro: bool = False) -> FrameBatch:
 
 
 # -- CONTROL characteristic: commands ---------------------------------------------------
+def session_flags(gyro_range_dps: int, stop_on_overflow: bool) -> int:
+    """The session flags byte of START and of the session state (SPEC.md)."""
+    return (SESSION_GYRO if gyro_range_dps else 0) | (
+        SESSION_STOP_ON_OVERFLOW if stop_on_overflow else 0
+    )
+
+
 @dataclass(frozen=True)
 class StartCommand:
     """Start a new session: sampling at ``rate_hz`` with range +-``range_g``.
@@ -614,9 +621,7 @@ class StartCommand:
 
     @property
     def flags(self) -> int:
-        return (SESSION_GYRO if self.gyro else 0) | (
-            SESSION_STOP_ON_OVERFLOW if self.stop_on_overflow else 0
-        )
+        return session_flags(self.gyro_range_dps, self.stop_on_overflow)
 
 
 @dataclass(frozen=True)
@@ -802,9 +807,7 @@ class GetInfoReply:
 
     @property
     def flags(self) -> int:
-        return (SESSION_GYRO if self.gyro_range_dps else 0) | (
-            SESSION_STOP_ON_OVERFLOW if self.stop_on_overflow else 0
-        )
+        return session_flags(self.gyro_range_dps, self.stop_on_overflow)
 
 
 @dataclass(frozen=True)
