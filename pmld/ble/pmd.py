@@ -571,9 +571,10 @@ def _bit_width(deltas: np.ndarray) -> int:
     """Smallest signed width (>= 2, as Polar's own decoders need) holding every delta."""
     if deltas.size == 0:
         return 2
-    hi = int(deltas.max())
-    lo = int(deltas.min())
-    need = max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0) + 1
+    # (int.bit_length of a negative number is its magnitude's: keep hi >= 0, lo <= -1)
+    hi = max(int(deltas.max()), 0)
+    lo = min(int(deltas.min()), -1)
+    need = max(hi.bit_length(), (-lo - 1).bit_length()) + 1
     return max(2, need)
 
 
@@ -624,6 +625,11 @@ def encode_acc_frame(
     for i in range(0, len(deltas), block_samples):
         block = deltas[i : i + block_samples]
         bits = _bit_width(block)
+        if bits > MAX_BIT_WIDTH:
+            raise ValueError(
+                f"a delta in samples {i + 1}..{i + len(block)} needs {bits} bits (PMD allows "
+                f"{MAX_BIT_WIDTH}): start a new frame there (fill_acc_frame does)"
+            )
         out += bytes([bits, len(block)]) + _pack(block, bits)
     return bytes(out)
 
@@ -634,7 +640,9 @@ def fill_acc_frame(
     """How many of ``samples`` (from the first) fit a frame of at most ``budget`` bytes.
 
     Raw frames hold a fixed number; a compressed frame as many as its deltas' widths
-    allow (one block per ``block_samples``, each at the width its deltas need).
+    allow (one block per ``block_samples``, each at the width its deltas need), and
+    stops before a sample whose delta from the previous one needs more than 16 bits (a
+    jump of more than 32767 units, which only a new frame's reference can carry).
     """
     samples = np.asarray(samples, np.int64).reshape(-1, 3)
     n_have = len(samples)
@@ -650,8 +658,11 @@ def fill_acc_frame(
     mag = np.maximum(deltas, -deltas - 1).max(axis=1)  # per sample, what sets the width
     need = np.where(mag > 0, np.floor(np.log2(np.maximum(mag, 1))).astype(np.int64) + 2, 2)
     need = np.maximum(need, 2)
+    too_wide = np.flatnonzero(need > MAX_BIT_WIDTH)
+    if len(too_wide):
+        need = need[: too_wide[0]]
     taken = 0
-    while taken < len(deltas) and room >= 2:
+    while taken < len(need) and room >= 2:
         block = need[taken : taken + block_samples]
         running = np.maximum.accumulate(block)
         cost = (running * 3 * np.arange(1, len(block) + 1) + 7) // 8
