@@ -25,7 +25,12 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["add_parsers", "main"]
+__all__ = ["VIRTUAL_KINDS", "add_parsers", "device_choice", "main", "make_recorder"]
+
+#: What ``--virtual`` can be: the pmld band, or a Polar band (polar = verity).
+VIRTUAL_KINDS = ("pmld", "polar", "verity", "h10")
+#: Sampling rate of each virtual band when --fs is not given.
+VIRTUAL_RATE = {"pmld": 100, "polar": 52, "verity": 52, "h10": 50}
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -55,10 +60,18 @@ def add_parsers(subparsers: Any) -> None:
         "band / unusable options.",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="night file to write (.h5)")
-    p.add_argument("--device", help="band name or address (default: the first pmld band)")
-    p.add_argument("--fs", type=int, default=100, help="sampling rate in Hz (default 100)")
     p.add_argument(
-        "--range", type=int, default=8, dest="range_g", help="accelerometer range in g (default 8)"
+        "--device",
+        metavar="KIND|NAME|ADDRESS",
+        help="which band: 'pmld' or 'polar' (the first of that kind in range), 'auto' (the "
+        "first pmld or Polar band; the default), or a band's name or Bluetooth address",
+    )
+    p.add_argument(
+        "--fs", type=int,
+        help="sampling rate in Hz (default: pmld band 100, Polar Verity Sense 52, Polar H10 50)",
+    )
+    p.add_argument(
+        "--range", type=int, dest="range_g", help="accelerometer range in g (default 8)"
     )
     p.add_argument("--side", choices=("left", "right", "unknown"), default="unknown")
     p.add_argument("--tz", default="UTC", help="IANA time zone of the night (default UTC)")
@@ -74,7 +87,11 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no live status line")
     v = p.add_argument_group("virtual band (no hardware)")
-    v.add_argument("--virtual", action="store_true", help="record from a virtual band")
+    v.add_argument(
+        "--virtual", nargs="?", const="pmld", choices=VIRTUAL_KINDS, metavar="BAND",
+        help="record from a virtual band: pmld (the default), polar (a Polar Verity Sense, "
+        "delta-compressed frames), verity, or h10 (a Polar H10, raw frames)",
+    )
     v.add_argument("--scenario", default="moderate", help="simulated night (see pmld simulate)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--hours", type=float, default=8.0, help="length of the simulated night")
@@ -107,6 +124,11 @@ def add_parsers(subparsers: Any) -> None:
     )
     v.add_argument(
         "--reboot-for", type=float, default=10.0, help="night seconds a reboot takes (default 10)"
+    )
+    v.add_argument(
+        "--device-stop-at", type=float, action="append", metavar="S",
+        help="a virtual Polar band stops streaming on its own at this night second "
+        "(repeatable)",
     )
     v.add_argument(
         "--band", default="pmld", choices=("pmld", "old_protocol", "not_pmld", "foreign"),
@@ -151,7 +173,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         )
     for d in devices:
         rssi = "" if d.rssi is None else f"{d.rssi} dBm"
-        kind = "pmld band" if d.pmld else "other device"
+        kind = {"pmld": "pmld band", "polar": "Polar band"}.get(d.kind or "", "other device")
         print(f"{d.name or '(no name)':20s} {d.address:20s} {rssi:>8s}  {kind}")
     return 0
 
@@ -181,15 +203,18 @@ def record_options(args: argparse.Namespace):
     from ..night import check_timezone
     from .recorder import RecordOptions
 
-    if args.fs <= 0:
+    if args.fs is not None and args.fs <= 0:
         raise UsageError(f"--fs must be a positive number of Hz, got {args.fs}")
+    if args.range_g is not None and args.range_g <= 0:
+        raise UsageError(f"--range must be a positive number of g, got {args.range_g}")
+    _, target = device_choice(args.device)
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration must be positive, got {args.duration}")
     return RecordOptions(
         output=Path(args.output),
-        device=args.device,
-        rate_hz=int(args.fs),
-        range_g=int(args.range_g),
+        device=target,
+        rate_hz=args.fs,
+        range_g=args.range_g,
         side=args.side,
         timezone=check_timezone(args.tz),
         scan_timeout_s=args.scan_timeout,
@@ -197,6 +222,37 @@ def record_options(args: argparse.Namespace):
         summary=not args.no_summary,
         status_every_s=args.status_every,
     )
+
+
+def device_choice(device: str | None) -> tuple[str, str | None]:
+    """``--device`` -> (kind, name or address): 'pmld'/'polar'/'auto' or a band's name."""
+    from .recorder import DEVICE_KINDS
+
+    if device is None or device.lower() == "auto":
+        return "auto", None
+    if device.lower() in DEVICE_KINDS:
+        return device.lower(), None
+    return "auto", device
+
+
+async def make_recorder(kind: str, options, **kwargs: Any):
+    """The recorder for a kind of band; 'auto' scans first and picks by advertisement.
+
+    ``kwargs`` go to the recorder (``scanner_kwargs`` is also used for the scan).
+    """
+    from .polar_recorder import PolarRecorder, polar_model
+    from .recorder import DEVICE_KINDS, Recorder, find_any_band
+
+    if kind == "auto":
+        found, found_kind = await find_any_band(
+            options.device, options.scan_timeout_s, kwargs.get("scanner_kwargs"), DEVICE_KINDS
+        )
+        if found_kind is None:  # a device named on the command line, not recognised
+            found_kind = "polar" if polar_model(found.name) else "pmld"
+        kind = found_kind
+        options.device = found.address
+    cls = PolarRecorder if kind == "polar" else Recorder
+    return cls(options, **kwargs)
 
 
 def _quiet_virtual_radio() -> None:
@@ -214,15 +270,21 @@ def cmd_record(args: argparse.Namespace) -> int:
         _quiet_virtual_radio()
         result = asyncio.run(_record_virtual(args, options, status))
     else:
-        from .recorder import Recorder
+        kind, _ = device_choice(args.device)
 
         async def run():
-            return await Recorder(options, status=status).run(install_signal_handlers=True)
+            recorder = await make_recorder(kind, options, status=status)
+            return await recorder.run(install_signal_handlers=True)
 
         result = asyncio.run(run())
     for line in result.lines():
         print(line)
     return 0
+
+
+def virtual_rate(args: argparse.Namespace) -> int:
+    """The virtual band's sampling rate: --fs, or its kind's usual rate."""
+    return int(args.fs) if args.fs is not None else VIRTUAL_RATE[args.virtual]
 
 
 def virtual_setup(args: argparse.Namespace, output: Path, speed: float) -> dict[str, Any]:
@@ -238,7 +300,8 @@ def virtual_setup(args: argparse.Namespace, output: Path, speed: float) -> dict[
     from ..io.journal import journal_path, read_journal
     from ..simulate import simulate_night
 
-    night = simulate_night(args.scenario, hours=args.hours, fs_hz=float(args.fs), seed=args.seed)
+    fs = virtual_rate(args)
+    night = simulate_night(args.scenario, hours=args.hours, fs_hz=float(fs), seed=args.seed)
     start_ns = int(night.start_utc.timestamp() * 1e9)
     setup = {"night": night, "start_ns": start_ns, "first_sample": 0, "continuous": False}
     journal = journal_path(output)
@@ -247,26 +310,56 @@ def virtual_setup(args: argparse.Namespace, output: Path, speed: float) -> dict[
         if contents.blocks:
             last = np.array([b[0] + len(b[2]) - 1 for b in contents.blocks], np.int64)
             hosts = np.array([b[1] for b in contents.blocks], np.int64)
-            fit = fit_sample_clock(last, hosts, float(args.fs))
+            fit = fit_sample_clock(last, hosts, float(fs))
             away_s = max(0.0, time.time() - journal.stat().st_mtime)
             away_night_s = away_s * speed if math.isfinite(speed) else 1.0
             clock_start = int(hosts.max() + away_night_s * 1e9)
             setup["start_ns"] = clock_start
-            setup["first_sample"] = int(round((clock_start - fit.start_ns) / 1e9 * args.fs))
+            setup["first_sample"] = int(round((clock_start - fit.start_ns) / 1e9 * fs))
             setup["continuous"] = True
     return setup
 
 
 async def _record_virtual(args: argparse.Namespace, options, status):
-    from .band import BandFaults, VirtualBand, VirtualClock
-    from .recorder import Recorder
+    from .band import VirtualClock
     from .virtual import VirtualRadio
 
     speed = _speed(args.speed)
     if not 23 <= args.mtu <= 517:
         raise UsageError(f"--mtu must be 23..517, got {args.mtu}")
+    kind, _ = device_choice(args.device)
     setup = virtual_setup(args, options.output, speed)
     clock = VirtualClock(setup["start_ns"], speed)
+    async with VirtualRadio() as radio:
+        if args.virtual == "pmld":
+            band = await _virtual_pmld_band(args, radio, setup, clock, options.device)
+        else:
+            band = await _virtual_polar_band(args, radio, setup, clock, options.device)
+        recorder = await make_recorder(
+            kind,
+            options,
+            clock=clock,
+            scanner_kwargs=radio.scanner_kwargs(),
+            client_kwargs=radio.client_kwargs(mtu=args.mtu),
+            status=status,
+        )
+
+        async def night_over() -> None:  # a Polar band has no "session ended" of its own
+            await band.finished.wait()
+            recorder.request_stop("the simulated night is over")
+
+        watcher = asyncio.ensure_future(night_over()) if args.virtual != "pmld" else None
+        try:
+            return await recorder.run(install_signal_handlers=True)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await band.close()
+
+
+async def _virtual_pmld_band(args, radio, setup, clock, name):
+    from .band import BandFaults, VirtualBand
+
     faults = BandFaults(
         drop_every=args.drop_every,
         duplicate_every=args.duplicate_every,
@@ -279,29 +372,47 @@ async def _record_virtual(args: argparse.Namespace, options, status):
         reboot_at_s=args.reboot_at,
         reboot_for_s=args.reboot_for,
     )
-    async with VirtualRadio() as radio:
-        band = await VirtualBand.from_night(
-            radio,
-            setup["night"],
-            clock,
-            name=args.device or "pmld-band",
-            faults=faults,
-            buffer_samples=args.buffer,
-            first_sample=setup["first_sample"],
-            continuous=setup["continuous"],
-            kind=args.band,
-        )
-        recorder = Recorder(
-            options,
-            clock=clock,
-            scanner_kwargs=radio.scanner_kwargs(),
-            client_kwargs=radio.client_kwargs(mtu=args.mtu),
-            status=status,
-        )
-        try:
-            return await recorder.run(install_signal_handlers=True)
-        finally:
-            await band.close()
+    return await VirtualBand.from_night(
+        radio,
+        setup["night"],
+        clock,
+        name=name or "pmld-band",
+        faults=faults,
+        buffer_samples=args.buffer,
+        first_sample=setup["first_sample"],
+        continuous=setup["continuous"],
+        kind=args.band,
+    )
+
+
+async def _virtual_polar_band(args, radio, setup, clock, name):
+    from .polar_band import PolarFaults, VirtualPolarBand
+
+    if args.band != "pmld":
+        raise UsageError("--band (the impostors) applies to the virtual pmld band only")
+    faults = PolarFaults(
+        drop_every=args.drop_every,
+        duplicate_every=args.duplicate_every,
+        truncate_every=args.corrupt_every,
+        bad_width_every=2 * args.corrupt_every,
+        unknown_every=args.unknown_every,
+        disconnect_every_s=args.disconnect_every,
+        disconnect_for_s=args.disconnect_for,
+        max_disconnects=args.max_disconnects,
+        clock_ppm=args.skew_ppm,
+        power_off_at_s=args.reboot_at,
+        power_off_for_s=args.reboot_for,
+        device_stop_at_s=list(args.device_stop_at or []),
+    )
+    return await VirtualPolarBand.from_night(
+        radio,
+        setup["night"],
+        clock,
+        model="h10" if args.virtual == "h10" else "verity",
+        name=name,
+        faults=faults,
+        first_sample=setup["first_sample"],
+    )
 
 
 # --------------------------------------------------------------------------------------

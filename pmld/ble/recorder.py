@@ -67,6 +67,7 @@ import numpy as np
 
 from ..errors import InputError, PmldError, UsageError
 from ..io import journal as journal_io
+from .pmd import SERVICE_UUID as PMD_SERVICE_UUID
 from .protocol import (
     BATTERY_UNKNOWN,
     CONTROL_UUID,
@@ -113,6 +114,9 @@ __all__ = [
     "RecorderStats",
     "RecordingResult",
     "SystemClock",
+    "DEVICE_KINDS",
+    "advertised_kind",
+    "find_any_band",
     "find_band",
     "scan_bands",
     "summary_path",
@@ -215,7 +219,33 @@ class FoundDevice:
     name: str | None
     address: str
     rssi: int | None
-    pmld: bool  # it advertises the pmld service
+    kind: str | None  # "pmld", "polar", or None for any other device
+
+    @property
+    def pmld(self) -> bool:
+        return self.kind == "pmld"
+
+
+#: Kinds of band ``pmld record`` records from.
+DEVICE_KINDS = ("pmld", "polar")
+HEART_RATE_SERVICE = "0000180d-0000-1000-8000-00805f9b34fb"
+
+
+def advertised_kind(name: str | None, service_uuids) -> str | None:
+    """What an advertisement says the device is: ``pmld``, ``polar`` or None.
+
+    A pmld band advertises the pmld service. A Polar band advertises the PMD service,
+    or (as the H10 and Verity Sense do) the Heart Rate service under a name beginning
+    with "Polar "; whether it streams acceleration is only known once connected.
+    """
+    uuids = {str(u).lower() for u in service_uuids}
+    if SERVICE_UUID in uuids:
+        return "pmld"
+    if PMD_SERVICE_UUID in uuids:
+        return "polar"
+    if name and name.startswith("Polar ") and HEART_RATE_SERVICE in uuids:
+        return "polar"
+    return None
 
 
 async def scan_bands(
@@ -224,7 +254,8 @@ async def scan_bands(
     *,
     all_devices: bool = False,
 ) -> list[FoundDevice]:
-    """Scan for ``timeout_s`` and list pmld bands (every device with ``all_devices``)."""
+    """Scan for ``timeout_s`` and list the bands pmld records from (pmld bands and Polar
+    bands; every device with ``all_devices``)."""
     from bleak import BleakScanner
 
     try:
@@ -238,52 +269,73 @@ async def scan_bands(
         raise
     devices = []
     for device, adv in found.values():
-        pmld = SERVICE_UUID in [u.lower() for u in adv.service_uuids]
-        if pmld or all_devices:
-            name = adv.local_name or device.name
-            devices.append(FoundDevice(name, device.address, adv.rssi, pmld))
-    return sorted(devices, key=lambda d: (not d.pmld, -(d.rssi or -999), d.address))
+        name = adv.local_name or device.name
+        kind = advertised_kind(name, adv.service_uuids)
+        if kind is not None or all_devices:
+            devices.append(FoundDevice(name, device.address, adv.rssi, kind))
+    return sorted(devices, key=lambda d: (d.kind is None, -(d.rssi or -999), d.address))
 
 
 async def find_band(
     device: str | None,
     timeout_s: float = 10.0,
     scanner_kwargs: dict[str, Any] | None = None,
+    kinds: tuple[str, ...] = ("pmld",),
 ):
-    """Scan for a band: by address, by name, or the first advertising the pmld service.
+    """Scan for a band: by address, by name, or the first of ``kinds`` advertising.
 
     Returns a :class:`bleak.backends.device.BLEDevice`; raises
     :class:`NoBandFoundError` when nothing matched within ``timeout_s`` and
-    :class:`BluetoothUnavailableError` when the host cannot scan.
+    :class:`BluetoothUnavailableError` when the host cannot scan. The kind of a band
+    found is :func:`advertised_kind` of its advertisement (see :func:`find_any_band`).
     """
+    device_found, _ = await find_any_band(device, timeout_s, scanner_kwargs, kinds)
+    return device_found
+
+
+async def find_any_band(
+    device: str | None,
+    timeout_s: float = 10.0,
+    scanner_kwargs: dict[str, Any] | None = None,
+    kinds: tuple[str, ...] = DEVICE_KINDS,
+):
+    """:func:`find_band`, returning ``(BLEDevice, kind)`` (kind None: not recognised)."""
     from bleak import BleakScanner
 
     kwargs = scanner_kwargs or {}
-    try:
+    seen: dict[str, str | None] = {}
+
+    def kind_of(d, adv) -> str | None:
+        kind = advertised_kind(adv.local_name or d.name, adv.service_uuids)
+        seen[d.address] = kind
+        return kind
+
+    def wanted(d, adv) -> bool:
+        kind = kind_of(d, adv)
         if device is None:
-            found = await BleakScanner.find_device_by_filter(
-                lambda d, adv: SERVICE_UUID in [u.lower() for u in adv.service_uuids],
-                timeout=timeout_s,
-                **kwargs,
-            )
-        elif _ADDRESS.match(device):
-            found = await BleakScanner.find_device_by_address(device, timeout=timeout_s, **kwargs)
-        else:
-            found = await BleakScanner.find_device_by_filter(
-                lambda d, adv: device in (adv.local_name, d.name), timeout=timeout_s, **kwargs
-            )
+            return kind in kinds
+        if _ADDRESS.match(device):
+            return d.address.lower() == device.lower()
+        return device in (adv.local_name, d.name)
+
+    try:
+        found = await BleakScanner.find_device_by_filter(wanted, timeout=timeout_s, **kwargs)
     except Exception as error:
         problem = _bluetooth_problem(error)
         if problem is not None:
             raise problem from None
         raise
     if found is None:
-        what = "no pmld band found" if device is None else f"no device {device!r} found"
+        what = (
+            f"no {' or '.join(k if k == 'pmld' else k.capitalize() for k in kinds)} band found"
+            if device is None
+            else f"no device {device!r} found"
+        )
         raise NoBandFoundError(
             f"{what} within {timeout_s:g} s: is the band charged, switched on and near "
             "this computer? (`pmld scan` lists the bands in range)"
         )
-    return found
+    return found, seen.get(found.address)
 
 
 # --------------------------------------------------------------------------------------
@@ -299,8 +351,10 @@ class RecordOptions:
         The pmld-raw night file; its journal is ``output + ".journal"`` while recording.
     device : str or None
         Band name or address; None takes the first band advertising the pmld service.
-    rate_hz, range_g : int
-        Sampling rate and accelerometer range to START the band with.
+    rate_hz, range_g : int or None
+        Sampling rate and accelerometer range to START the band with; None takes the
+        device's default (a pmld band: 100 Hz, 8 g; a Polar band: see
+        :mod:`pmld.ble.polar_recorder`).
     side, timezone : str
         Written into the night (ankle side, IANA time zone).
     scan_timeout_s : float
@@ -324,8 +378,8 @@ class RecordOptions:
 
     output: Path
     device: str | None = None
-    rate_hz: int = 100
-    range_g: int = 8
+    rate_hz: int | None = None
+    range_g: int | None = None
     side: str = "unknown"
     timezone: str = "UTC"
     scan_timeout_s: float = 10.0
@@ -372,6 +426,11 @@ class RecorderStats:
     lm_count: int = 0
     plm_count: int = 0
     plm_index: float = float("nan")
+    # Polar (PMD) bands
+    device_kind: str = "pmld"
+    device_stops: int = 0  # the device stopped streaming on its own
+    start_refusals: int = 0  # START answered with an error status
+    clock_resets: int = 0  # the device's clock jumped: placed by the host clock
 
     @property
     def packet_loss(self) -> float:
@@ -419,11 +478,29 @@ class RecordingResult:
         else:
             out.append("no night was written: no samples were received")
         bad = ", ".join(f"{n} {k}" for k, n in sorted(s.bad_frames.items())) or "none"
-        out.append(
-            f"link: {s.connections} connection(s), {s.link_drops} drop(s), "
-            f"{100 * s.packet_loss:.3f}% notifications lost (their samples taken again), "
-            f"{s.duplicate_notifications} duplicate(s) dropped, bad frames: {bad}"
-        )
+        if s.device_kind == "polar":
+            out.append(
+                f"link: {s.connections} connection(s), {s.link_drops} drop(s), "
+                f"{s.gaps} gap(s) of samples lost (a Polar band keeps no replay buffer), "
+                f"{s.duplicate_frames} duplicate frame(s) dropped, bad frames: {bad}"
+            )
+            extra = [
+                f"{n} {what}"
+                for n, what in (
+                    (s.device_stops, "stop(s) by the band, started again"),
+                    (s.start_refusals, "START(s) refused"),
+                    (s.clock_resets, "clock jump(s) bridged by the host clock"),
+                )
+                if n
+            ]
+            if extra:
+                out.append("band: " + ", ".join(extra))
+        else:
+            out.append(
+                f"link: {s.connections} connection(s), {s.link_drops} drop(s), "
+                f"{100 * s.packet_loss:.3f}% notifications lost (their samples taken again), "
+                f"{s.duplicate_notifications} duplicate(s) dropped, bad frames: {bad}"
+            )
         for key, message in s.first_bad.items():
             out.append(f"  first bad {key}: {message}")
         if s.tail_lost:
@@ -482,6 +559,7 @@ class Recorder:
         detector: bool = True,
     ) -> None:
         self.options = options
+        self._resolve_defaults()
         self.output = Path(options.output)
         self.journal_file = journal_io.journal_path(self.output)
         self.clock: HostClock = clock or SystemClock()
@@ -495,7 +573,7 @@ class Recorder:
         self.device_name: str | None = None
         self.device_address: str | None = None
         self._rng = random.Random(options.seed)
-        self._period_ns = 1e9 / options.rate_hz
+        self._period_ns = 1e9 / options.rate_hz if options.rate_hz else float("nan")
         # journal and night position
         self._journal: journal_io.JournalWriter | None = None
         self._continuation: dict[str, Any] | None = None
@@ -536,6 +614,13 @@ class Recorder:
         self._messages: list[str] = []
         self._event_log_budget = 50  # bad-frame messages written to the journal
         self._status_prev = (time.monotonic(), 0, 0)
+
+    def _resolve_defaults(self) -> None:
+        """A pmld band's defaults: 100 Hz, 8 g."""
+        if self.options.rate_hz is None:
+            self.options.rate_hz = 100
+        if self.options.range_g is None:
+            self.options.range_g = 8
 
     # -- public -----------------------------------------------------------------------
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -673,6 +758,12 @@ class Recorder:
         return {"existing": contents}
 
     def _open_journal(self, info: Info) -> None:
+        self._open_journal_for(
+            info.device_metadata(self.options.range_g), f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
+        )
+
+    def _open_journal_for(self, device: dict[str, Any], protocol: str) -> None:
+        """Open (or continue) the journal; ``device`` holds ``counts_per_g``."""
         if self._journal is not None:
             return
         opts = self.options
@@ -680,10 +771,10 @@ class Recorder:
             "fs_hz": float(opts.rate_hz),
             "side": opts.side,
             "timezone": opts.timezone,
-            "device": info.device_metadata(opts.range_g),
+            "device": device,
             "recorder": {
                 "program": "pmld record",
-                "protocol": f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}",
+                "protocol": protocol,
                 "device_name": self.device_name,
                 "device_address": self.device_address,
             },
@@ -1329,7 +1420,7 @@ class Recorder:
             "samples": s.samples,
             "packet_loss": s.packet_loss,
             "gaps": s.gaps,
-            "gap_s": s.gap_samples / self.options.rate_hz,
+            "gap_s": s.gap_samples / self.options.rate_hz if self.options.rate_hz else 0.0,
             "battery_pct": s.battery_pct,
             "lm": s.lm_count,
             "plm": s.plm_count,
