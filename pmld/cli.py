@@ -155,8 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_show)
 
     from .ble.cli_record import add_parsers as add_ble_parsers
+    from .cli_research import add_parsers as add_research_parsers
 
     add_ble_parsers(sub)
+    add_research_parsers(sub)
     return parser
 
 
