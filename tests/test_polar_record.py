@@ -428,3 +428,13 @@ def test_fault_options_of_the_pmld_band_only_are_refused_for_polar(tmp_path):
     )
     assert run.returncode == 2 and "--band" in run.stderr
 
+
+
+def test_pmld_scan_lists_polar_bands_by_kind():
+    run = subprocess.run(
+        [*PMLD, "scan", "--virtual", "--timeout", "1"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr
+    kinds = {line.split()[0]: line.rsplit("  ", 1)[-1].strip() for line in run.stdout.splitlines()}
+    assert kinds == {"pmld-band": "pmld band", "Polar": "Polar band"}  # no other device

@@ -37,11 +37,12 @@ def add_parsers(subparsers: Any) -> None:
     """Add ``scan`` and ``record`` to ``pmld``'s subcommands."""
     p = subparsers.add_parser(
         "scan",
-        help="list the pmld bands in range",
-        description="Scan for Bluetooth LE devices advertising the pmld band service.",
+        help="list the pmld and Polar bands in range",
+        description="Scan for Bluetooth LE devices advertising the pmld band service or "
+        "Polar Measurement Data (a Polar Verity Sense or H10).",
     )
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to scan (default 5)")
-    p.add_argument("--all", action="store_true", help="list every device, not only pmld bands")
+    p.add_argument("--all", action="store_true", help="list every device, not only bands")
     p.add_argument(
         "--virtual", action="store_true", help="scan a virtual radio with a virtual band"
     )
@@ -147,6 +148,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if not args.virtual:
             return await scan_bands(args.timeout, all_devices=args.all)
         from .band import VirtualBand, VirtualClock
+        from .polar_band import VirtualPolarBand
         from .virtual import VirtualRadio
 
         _quiet_virtual_radio()
@@ -155,6 +157,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             counts = _zeros_night()
             bands = [
                 await VirtualBand.create(radio, counts, 100.0, clock, name="pmld-band"),
+                await VirtualPolarBand.create(radio, counts, 52.0, clock, device_id="1A2B3C4D"),
                 await VirtualBand.create(
                     radio, counts, 100.0, clock, name="hr-strap", kind="foreign"
                 ),
@@ -168,8 +171,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     devices = asyncio.run(run())
     if not devices:
         raise NoBandFoundError(
-            f"no {'device' if args.all else 'pmld band'} found in {args.timeout:g} s: is the "
-            "band charged, switched on and near this computer?"
+            f"no {'device' if args.all else 'pmld or Polar band'} found in {args.timeout:g} s: "
+            "is the band charged, switched on and near this computer?"
         )
     for d in devices:
         rssi = "" if d.rssi is None else f"{d.rssi} dBm"
