@@ -376,47 +376,25 @@ class PolarRecorder(Recorder):
 
     async def _pmd(self, client, payload: bytes) -> ControlResponse:
         """Write a control point command and wait for its answer (matched by op)."""
-        op = payload[0]
-        future = asyncio.get_running_loop().create_future()
-        self._pending[op] = future
-        try:
-            await client.write_gatt_char(CONTROL_POINT_UUID, payload, response=True)
-            return await asyncio.wait_for(future, self.options.command_timeout_s)
-        finally:
-            self._pending.pop(op, None)
+        return await self._write_and_wait(client, CONTROL_POINT_UUID, payload, payload[0])
 
-    async def _stream(self, lost: asyncio.Event) -> str:
-        stall_real = max(2.0, self.clock.real_s(self.options.stall_s))
-        while True:
-            if self._stop_requested.is_set():
-                return "stop"
-            if lost.is_set():
-                return "lost"
-            if self._band_ended is not None:
-                return "band_ended"
-            if self._device_stopped:
-                self._device_stopped = False
-                self.stats.device_stops += 1
-                self._notice("the band stopped streaming on its own; starting it again")
-                # a moment first: a band that stopped for a reason may refuse at once
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stop_requested.wait(),
-                        max(0.05, self.clock.real_s(RESTART_AFTER_S)),
-                    )
-                client = self._client
-                if self._stop_requested.is_set() or lost.is_set() or client is None:
-                    continue
-                await self._drain_inbox()
-                await self._start_acc(client)
-                continue
-            if time.monotonic() - self._last_arrival > stall_real:
-                self._event("stall")
-                self.link_state = "stalled"
-                return "stall"
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), 0.25)
+    async def _band_events(self, lost: asyncio.Event) -> str | None:
+        """A Polar band that stopped streaming on its own is STARTed again."""
+        if not self._device_stopped:
+            return None
+        self._device_stopped = False
+        self.stats.device_stops += 1
+        self._notice("the band stopped streaming on its own; starting it again")
+        # a moment first: a band that stopped for a reason may refuse at once
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._stop_requested.wait(), max(0.05, self.clock.real_s(RESTART_AFTER_S))
+            )
+        client = self._client
+        if not (self._stop_requested.is_set() or lost.is_set() or client is None):
+            await self._drain_inbox()
+            await self._start_acc(client)
+        return "again"
 
     async def _stop_band(self, lost: asyncio.Event) -> None:
         client = self._client

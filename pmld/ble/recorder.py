@@ -1033,15 +1033,41 @@ class Recorder:
 
     async def _command(self, client, make: Callable[[int], Command]) -> Reply:
         self._token = self._token % 255 + 1
-        token = self._token
-        command = make(token)
+        command = make(self._token)
+        return await self._write_and_wait(
+            client, CONTROL_UUID, encode_command(command), self._token
+        )
+
+    async def _write_and_wait(self, client, uuid: str, payload: bytes, key: int):
+        """Write a command and wait for the reply that :meth:`_process_reply` files
+        under ``key`` in ``_pending`` (failed at once when the link drops)."""
         future = asyncio.get_running_loop().create_future()
-        self._pending[token] = future
+        self._pending[key] = future
         try:
-            await client.write_gatt_char(CONTROL_UUID, encode_command(command), response=True)
+            await client.write_gatt_char(uuid, payload, response=True)
             return await asyncio.wait_for(future, self.options.command_timeout_s)
         finally:
-            self._pending.pop(token, None)
+            self._pending.pop(key, None)
+
+    async def _band_events(self, lost: asyncio.Event) -> str | None:
+        """What the band did on its own: an outcome for :meth:`_stream` to return,
+        ``"again"`` to look once more, or None. A pmld band: a session it stopped."""
+        if self._band_stop is None or self._expected < self._band_stop[1]:
+            return None
+        reason = self._band_stop[0]
+        if reason in (StopReason.USER, StopReason.BATTERY_LOW):
+            self._band_ended = f"the band stopped its session ({reason.name})"
+            return "band_ended"
+        # overflow stop or error: a new session continues the night
+        self._messages.append(f"the band stopped ({reason.name}); started again")
+        self._event("band_stopped", reason=reason.name)
+        client = self._client
+        if client is None:
+            return "lost"
+        state = await self._command(client, GetInfoCommand)
+        if isinstance(state, GetInfoReply):
+            await self._start(client, state)
+        return "again"
 
     async def _stream(self, lost: asyncio.Event) -> str:
         """Wait until the link is lost, a stop is asked, the band ends or stalls."""
@@ -1053,21 +1079,11 @@ class Recorder:
                 return "lost"
             if self._band_ended is not None:
                 return "band_ended"
-            if self._band_stop is not None and self._expected >= self._band_stop[1]:
-                reason = self._band_stop[0]
-                if reason in (StopReason.USER, StopReason.BATTERY_LOW):
-                    self._band_ended = f"the band stopped its session ({reason.name})"
-                    return "band_ended"
-                # overflow stop or error: a new session continues the night
-                self._messages.append(f"the band stopped ({reason.name}); started again")
-                self._event("band_stopped", reason=reason.name)
-                client = self._client
-                if client is None:
-                    return "lost"
-                state = await self._command(client, GetInfoCommand)
-                if isinstance(state, GetInfoReply):
-                    await self._start(client, state)
+            outcome = await self._band_events(lost)
+            if outcome == "again":
                 continue
+            if outcome is not None:
+                return outcome
             if time.monotonic() - self._last_arrival > stall_real:
                 self._event("stall")
                 self.link_state = "stalled"
