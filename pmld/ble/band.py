@@ -44,7 +44,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from bumble import gatt
@@ -68,7 +68,14 @@ from .protocol import (
 )
 from .virtual import Fault, VirtualPeripheral, VirtualRadio
 
-__all__ = ["BAND_KINDS", "BandFaults", "VirtualBand", "VirtualClock", "night_counts"]
+__all__ = [
+    "BAND_KINDS",
+    "BandFaults",
+    "VirtualBand",
+    "VirtualClock",
+    "VirtualDeviceBase",
+    "night_counts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -216,9 +223,264 @@ class BandStats:
 
 
 # --------------------------------------------------------------------------------------
+# What the virtual bands share
+# --------------------------------------------------------------------------------------
+class VirtualDeviceBase:
+    """What the virtual bands share: life cycle, control indications, link drops, pacing.
+
+    Base of :class:`VirtualBand` and :class:`~pmld.ble.polar_band.VirtualPolarBand`: the
+    clock, the peripheral and its task, the battery, the scheduled and periodic link
+    drops (``faults.disconnects``, ``disconnect_every_s``, ``disconnect_for_s``,
+    ``max_disconnects``, from the first START) and the paced and stepped loops. A
+    subclass supplies its GATT profile and firmware through the hooks below. ``faults``
+    needs those fields and ``clock_ppm``; ``stats`` needs ``commands`` and ``disconnects``.
+    """
+
+    _label = "virtual band"  # who crashed, in the log
+    _logger = logger
+    faults: Any
+    stats: Any
+
+    def __init__(
+        self,
+        radio: VirtualRadio,
+        clock: VirtualClock,
+        *,
+        name: str,
+        address: str | None,
+        faults: Any,
+        first_sample: int,
+        battery_pct: float,
+        battery_drain_pct_per_h: float,
+        tick_s: float | None,
+    ) -> None:
+        self.radio = radio
+        self.clock = clock
+        self.name = name
+        self.address = address
+        self.faults = faults
+        self.first_sample = int(first_sample)
+        if tick_s is None:  # finer steps only when a step would hold many samples
+            tick_s = 0.05 if clock.speed <= 5 else 0.02
+        self.tick_s = float(tick_s)
+        self.battery_pct = float(battery_pct)
+        self.battery_drain_pct_per_h = float(battery_drain_pct_per_h)
+        #: true UTC (ns) at which the first sample streamed after the first START was acquired
+        self.first_sample_utc_ns: int | None = None
+        self.finished = asyncio.Event()  # the night's samples are all acquired
+        self.peripheral: VirtualPeripheral | None = None
+        self._control: gatt.Characteristic | None = None
+        self._data: gatt.Characteristic | None = None
+        self._crystal = 1.0 + self.faults.clock_ppm * 1e-6  # device seconds per true second
+        self._on = True  # powered (a band that is off does not advertise)
+        self._replies_pending = 0  # a reply goes out before the frames that follow it
+        self._first_start_s: float | None = None
+        self._drops = sorted((float(a), float(b)) for a, b in self.faults.disconnects)
+        self._next_periodic_drop: float | None = None
+        self._periodic_drops = 0
+        self._out_until: float | None = None  # out of range until this night time
+        self._task: asyncio.Task[Any] | None = None
+        self._closing = False
+
+    # -- life cycle ----------------------------------------------------------------------
+    @classmethod
+    async def create(cls, radio: VirtualRadio, *args: Any, **kwargs: Any) -> Self:
+        """Build the band, power it on and start advertising and sampling."""
+        band = cls(radio, *args, **kwargs)
+        await band.start()
+        return band
+
+    async def start(self) -> None:
+        device = self.radio.create_device(self.name, self.address)
+        self.peripheral = await self.radio.add_peripheral(device, **self._peripheral_kwargs())
+        self.peripheral.notify_hook = self._notify_hook
+        device.on(Device.EVENT_CONNECTION, self._on_connection)
+        if self._runs_firmware():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self.peripheral is not None:
+            await self.peripheral.close()
+
+    # -- what a band supplies ------------------------------------------------------------
+    def _peripheral_kwargs(self) -> dict[str, Any]:
+        """Keywords of :meth:`VirtualRadio.add_peripheral`: services, advertising."""
+        raise NotImplementedError
+
+    def _runs_firmware(self) -> bool:
+        """Whether the band samples and streams (a pacing task runs)."""
+        return True
+
+    def _notify_hook(self, index: int, value: bytes) -> Fault:
+        raise NotImplementedError
+
+    def _on_disconnection(self) -> None:
+        raise NotImplementedError
+
+    def _handle_command(self, value: bytes, elapsed_s: float) -> bytes:
+        """Handle a control write at night time ``elapsed_s``; return the answer."""
+        raise NotImplementedError
+
+    def _first_sample_utc_ns(self) -> int:
+        """True UTC (ns) of the first sample streamed, at the first START."""
+        raise NotImplementedError
+
+    def _acquire_until(self, elapsed_s: float) -> None:
+        """Let the IMU take every sample due by night time ``elapsed_s``."""
+        raise NotImplementedError
+
+    async def _faults_due(self, elapsed_s: float) -> None:
+        """Perform the scheduled faults due by night time ``elapsed_s``."""
+        raise NotImplementedError
+
+    async def _paced_step(self, elapsed_s: float) -> None:
+        """One tick of a running clock, at night time ``elapsed_s``."""
+        raise NotImplementedError
+
+    async def _stepped_step(self, elapsed_s: float) -> None:
+        """One turn of a stepped clock, after the faults due at ``elapsed_s``."""
+        raise NotImplementedError
+
+    # -- GATT ----------------------------------------------------------------------------
+    def _on_connection(self, connection: Connection) -> None:
+        connection.on(Connection.EVENT_DISCONNECTION, lambda reason: self._on_disconnection())
+
+    def _on_control_write(self, connection: Any, value: bytes) -> None:
+        elapsed = self.clock.elapsed_s()
+        self._acquire_until(elapsed)  # what was acquired so far belongs to the old state
+        value = bytes(value)
+        self.stats.commands.append(value.hex())
+        reply = self._handle_command(value, elapsed)
+        # bumble sends the write response when this callback returns; the answer follows
+        # as an indication, and no notification goes out before it
+        self._send_reply(reply)
+
+    def _send_reply(self, value: bytes) -> None:
+        """Indicate ``value`` on the control characteristic; nothing is sent before it."""
+        assert self.peripheral is not None
+        self._replies_pending += 1
+        self.peripheral.spawn(self._indicate(value))
+
+    async def _indicate(self, value: bytes) -> None:
+        assert self.peripheral is not None and self._control is not None
+        try:
+            await self.peripheral.indicate(self._control, value)
+        finally:
+            self._replies_pending -= 1
+
+    def _battery_at(self, elapsed_s: float) -> int:
+        """Battery level (%) at night time ``elapsed_s``."""
+        pct = self.battery_pct - self.battery_drain_pct_per_h * elapsed_s / 3600.0
+        return int(min(100, max(0, round(pct))))
+
+    def _note_start(self, elapsed_s: float) -> None:
+        """A START succeeded at ``elapsed_s``: the first one starts the fault schedule."""
+        if self._first_start_s is not None:
+            return
+        self._first_start_s = elapsed_s
+        self.first_sample_utc_ns = self._first_sample_utc_ns()
+        if self.faults.disconnect_every_s > 0:
+            self._next_periodic_drop = elapsed_s + self.faults.disconnect_every_s
+
+    # -- the radio -----------------------------------------------------------------------
+    def _host_subscribed(self) -> bool:
+        """Connected, with the host subscribed to the data characteristic."""
+        p = self.peripheral
+        return (
+            p is not None
+            and p.is_connected
+            and self._data is not None
+            and p.is_subscribed(self._data)
+        )
+
+    async def _go_silent(self) -> None:
+        """Drop the link (or stop advertising) without advertising again."""
+        assert self.peripheral is not None
+        if self.peripheral.is_connected:
+            await self.peripheral.disconnect(advertise=False)
+        elif self.peripheral.is_advertising:
+            await self.peripheral.stop_advertising()
+
+    async def _maybe_advertise(self) -> None:
+        """Advertise again if powered, in range and neither connected nor advertising."""
+        p = self.peripheral
+        assert p is not None
+        if self._on and self._out_until is None and not p.is_connected and not p.is_advertising:
+            await p.start_advertising()
+
+    def _periodic_drop_at(self) -> float | None:
+        """Night time of the next periodic link drop (None: none left)."""
+        limit = self.faults.max_disconnects
+        if self._next_periodic_drop is None or (limit and self._periodic_drops >= limit):
+            return None
+        return self._next_periodic_drop
+
+    async def _drop_link(self, at_s: float, *, periodic: bool) -> None:
+        """The next scheduled (or periodic) link drop: out of range from night time ``at_s``."""
+        if periodic:
+            assert self._next_periodic_drop is not None
+            self._periodic_drops += 1
+            self._next_periodic_drop += self.faults.disconnect_every_s
+            for_s = self.faults.disconnect_for_s
+        else:
+            for_s = self._drops.pop(0)[1]
+        self.stats.disconnects += 1
+        until = at_s + for_s
+        self._out_until = until if self._out_until is None else max(self._out_until, until)
+        await self._go_silent()
+
+    # -- pacing --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            if self.clock.stepped:
+                await self._run_stepped()
+            else:
+                await self._run_paced()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in the band: make it visible, the test will fail
+            self._logger.exception("%s %s crashed", self._label, self.name)
+            raise
+
+    async def _run_paced(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.tick_s)
+            await self._paced_step(self.clock.elapsed_s())
+
+    async def _run_stepped(self) -> None:
+        """As fast as the link goes: the night moves on once the band has sent it all."""
+        while not self._closing:
+            elapsed = self.clock.elapsed_s()
+            await self._faults_due(elapsed)
+            await self._stepped_step(elapsed)
+
+    def _step_to(self, elapsed_s: float) -> None:
+        """Move a stepped clock to ``elapsed_s``, the IMU measuring up to it."""
+        self.clock.advance_to(elapsed_s)
+        self._acquire_until(elapsed_s)
+
+    async def _let_deliver(self) -> None:
+        """Yield until what was just notified has reached the central.
+
+        A stepped clock must not move on before the recorder has stamped the arrivals of
+        this step: the virtual link hands a packet on through a few ``call_soon`` hops
+        (host -> controller -> link -> controller -> host), so a few turns of the loop.
+        """
+        for _ in range(DELIVERY_TURNS):
+            await asyncio.sleep(0)
+
+
+# --------------------------------------------------------------------------------------
 # The band
 # --------------------------------------------------------------------------------------
-class VirtualBand:
+class VirtualBand(VirtualDeviceBase):
     """A virtual pmld band on a :class:`VirtualRadio`, streaming a simulated night.
 
     Create with :meth:`create` inside the running event loop; close with :meth:`close`.
@@ -284,21 +546,21 @@ class VirtualBand:
         rate = int(round(fs_hz))
         if abs(rate - fs_hz) > 1e-9 or rate <= 0:
             raise ValueError(f"a band samples at an integer rate in Hz, got {fs_hz}")
-        self.radio = radio
+        super().__init__(
+            radio,
+            clock,
+            name=name,
+            address=address,
+            faults=faults or BandFaults(),
+            first_sample=first_sample,
+            battery_pct=battery_pct,
+            battery_drain_pct_per_h=battery_drain_pct_per_h,
+            tick_s=tick_s,
+        )
         self.counts = np.ascontiguousarray(counts, dtype=np.int16).reshape(-1, 3)
         self.rate_hz = rate
-        self.clock = clock
-        self.name = name
-        self.address = address
         self.kind = kind
-        self.faults = faults or BandFaults()
-        self.first_sample = int(first_sample)
         self.continuous = continuous
-        if tick_s is None:  # finer steps only when a step would hold many samples
-            tick_s = 0.05 if clock.speed <= 5 else 0.02
-        self.tick_s = float(tick_s)
-        self.battery_pct = float(battery_pct)
-        self.battery_drain_pct_per_h = float(battery_drain_pct_per_h)
         self.stats = BandStats()
         if session_seed is None:  # as a band's firmware would: new ids after each boot
             session_seed = random.getrandbits(32)
@@ -312,37 +574,16 @@ class VirtualBand:
             stop_on_overflow=True,
         )
         self.model = DeviceModel(self.info, session_seed=session_seed)
-        self.peripheral: VirtualPeripheral | None = None
-        self._control: gatt.Characteristic | None = None
-        self._data: gatt.Characteristic | None = None
         self._boot_us = 1_000_000  # band clock at power-on (µs since boot)
         self._acquired = 0  # acquisitions (IMU samples) since power-on
         self._source = self.first_sample  # next index of `counts` the IMU measures
         self._started = continuous  # has the night begun for the IMU
         self._next_flush_us = 0
-        self._drops = sorted((float(a), float(b)) for a, b in self.faults.disconnects)
-        self._next_periodic_drop: float | None = None
-        self._periodic_drops = 0
-        self._out_until: float | None = None  # out of range until this night time
-        self._first_start_s: float | None = None
-        #: true UTC (ns) at which the first session's sample 0 was acquired
-        self.first_sample_utc_ns: int | None = None
         self._data_frames = 0
         self._notify_count = 0
-        self._replies_pending = 0  # a reply goes out before the frames that follow it
         self._corruptions = 0
-        self._task: asyncio.Task[Any] | None = None
-        self._closing = False
-        self.finished = asyncio.Event()  # the night's samples are all acquired
 
     # -- life cycle ----------------------------------------------------------------------
-    @classmethod
-    async def create(cls, radio: VirtualRadio, *args: Any, **kwargs: Any) -> VirtualBand:
-        """Build the band, power it on and start advertising and sampling."""
-        band = cls(radio, *args, **kwargs)
-        await band.start()
-        return band
-
     @classmethod
     async def from_night(
         cls, radio: VirtualRadio, night: Night, clock: VirtualClock, **kwargs: Any
@@ -354,27 +595,8 @@ class VirtualBand:
         kwargs.setdefault("range_g", range_g)
         return await cls.create(radio, counts, fs_hz, clock, **kwargs)
 
-    async def start(self) -> None:
-        device = self.radio.create_device(self.name, self.address)
-        services, uuids = self._services()
-        self.peripheral = await self.radio.add_peripheral(
-            device, services=services, service_uuids=uuids
-        )
-        self.peripheral.notify_hook = self._notify_hook
-        device.on(Device.EVENT_CONNECTION, self._on_connection)
-        if self.kind in ("pmld", "not_pmld"):
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self.peripheral is not None:
-            await self.peripheral.close()
+    def _runs_firmware(self) -> bool:
+        return self.kind in ("pmld", "not_pmld")
 
     @property
     def source_position(self) -> int:
@@ -382,6 +604,10 @@ class VirtualBand:
         return self._source
 
     # -- GATT ----------------------------------------------------------------------------
+    def _peripheral_kwargs(self) -> dict[str, Any]:
+        services, uuids = self._services()
+        return {"services": services, "service_uuids": uuids}
+
     def _services(self) -> tuple[list[gatt.Service], list[str]]:
         props = gatt.Characteristic.Properties
         if self.kind == "foreign":
@@ -413,39 +639,21 @@ class VirtualBand:
         )
         return [service], [SERVICE_UUID]
 
-    def _on_connection(self, connection: Connection) -> None:
-        connection.on(Connection.EVENT_DISCONNECTION, lambda reason: self.model.disconnect())
+    def _on_disconnection(self) -> None:
+        self.model.disconnect()
 
-    def _on_control_write(self, connection: Any, value: bytes) -> None:
-        # Samples acquired up to now belong to the state before the command.
-        elapsed = self.clock.elapsed_s()
-        self._acquire_until(elapsed)
-        now_us = self._band_us(elapsed)
+    def _handle_command(self, value: bytes, elapsed_s: float) -> bytes:
         before = self.model.state
-        value = bytes(value)
-        reply = self.model.handle_command(value, now_us)
-        self.stats.commands.append(value.hex())
+        reply = self.model.handle_command(value, self._band_us(elapsed_s))
         if before != State.STREAMING and self.model.state == State.STREAMING:
             self._started = True  # the night begins with the first START
-            if self._first_start_s is None:
-                self._first_start_s = elapsed
-                # sample 0 is the next acquisition, due at band time (n + 1) / rate
-                band_s = (self._acquired + 1) / self.rate_hz
-                true_s = band_s / (1.0 + self.faults.clock_ppm * 1e-6)
-                self.first_sample_utc_ns = self.clock.start_ns + int(round(true_s * 1e9))
-                if self.faults.disconnect_every_s > 0:
-                    self._next_periodic_drop = elapsed + self.faults.disconnect_every_s
-        # bumble sends the write response when this callback returns; the reply follows,
-        # and the firmware queues no notification before it.
-        self._replies_pending += 1
-        self.peripheral.spawn(self._reply(reply))
+            self._note_start(elapsed_s)
+        return reply
 
-    async def _reply(self, reply: bytes) -> None:
-        assert self.peripheral is not None and self._control is not None
-        try:
-            await self.peripheral.indicate(self._control, reply)
-        finally:
-            self._replies_pending -= 1
+    def _first_sample_utc_ns(self) -> int:
+        # sample 0 is the next acquisition, due at band time (n + 1) / rate
+        band_s = (self._acquired + 1) / self.rate_hz
+        return self.clock.start_ns + int(round(band_s / self._crystal * 1e9))
 
     def _notify_hook(self, index: int, value: bytes) -> Fault:
         return self.faults.notify_hook(index, value)
@@ -453,7 +661,7 @@ class VirtualBand:
     # -- the IMU and the crystal ---------------------------------------------------------
     def _band_us(self, elapsed_s: float) -> int:
         """The band's clock (µs since boot) at night time ``elapsed_s``."""
-        return self._boot_us + round(elapsed_s * 1e6 * (1.0 + self.faults.clock_ppm * 1e-6))
+        return self._boot_us + round(elapsed_s * 1e6 * self._crystal)
 
     def _acquire_until(self, elapsed_s: float) -> None:
         """Hand the IMU's samples due by night time ``elapsed_s`` to the firmware."""
@@ -483,19 +691,12 @@ class VirtualBand:
             self.finished.set()
 
     def _set_battery(self, elapsed_s: float) -> None:
-        pct = self.battery_pct - self.battery_drain_pct_per_h * elapsed_s / 3600.0
-        self.model.set_battery(int(min(100, max(0, round(pct)))))
+        self.model.set_battery(self._battery_at(elapsed_s))
 
     # -- the radio -----------------------------------------------------------------------
-    def _link_up(self) -> bool:
-        p = self.peripheral
-        return p is not None and p.is_connected and self._data is not None and p.is_subscribed(
-            self._data
-        )
-
     async def _pump(self, elapsed_s: float, *, flush: bool | None = None) -> int:
         """Send every notification the firmware has ready; return how many."""
-        if not self._link_up() or self.model.cursor is None or self._replies_pending:
+        if not self._host_subscribed() or self.model.cursor is None or self._replies_pending:
             return 0
         assert self.peripheral is not None and self._data is not None
         now_us = self._band_us(elapsed_s)
@@ -525,7 +726,7 @@ class VirtualBand:
             if every and self._notify_count % every == 0:
                 unknown = b"\x7f\x00" + bytes(18)
                 self.stats.unknown_sent += await self.peripheral.notify(self._data, unknown)
-            if not self._link_up():
+            if not self._host_subscribed():
                 break
         return sent
 
@@ -535,23 +736,12 @@ class VirtualBand:
             return frame[:1] + bytes([frame[1] | 0x80]) + frame[2:]  # reserved bit
         return frame[:20] if len(frame) > 20 else frame[:-1]  # truncated
 
-    async def _disconnect_for(self, elapsed_s: float, for_s: float) -> None:
-        assert self.peripheral is not None
-        self.stats.disconnects += 1
-        self._out_until = elapsed_s + for_s
-        if self.peripheral.is_connected:
-            await self.peripheral.disconnect(advertise=False)
-        elif self.peripheral.is_advertising:
-            await self.peripheral.stop_advertising()
-
     async def _faults_due(self, elapsed_s: float) -> None:
-        """Start and end scheduled drops."""
-        assert self.peripheral is not None
+        """Start and end scheduled drops (one at a time: out of range, none starts)."""
         if self._out_until is not None:
             if elapsed_s >= self._out_until:
                 self._out_until = None
-                if not self.peripheral.is_connected and not self.peripheral.is_advertising:
-                    await self.peripheral.start_advertising()
+                await self._maybe_advertise()
             return
         if self._first_start_s is None:
             return
@@ -560,79 +750,44 @@ class VirtualBand:
             self.stats.reboots += 1
             self.model = DeviceModel(self.info, session_seed=random.getrandbits(32))
             self._replies_pending = 0
-            await self._disconnect_for(elapsed_s, self.faults.reboot_for_s)
-            self.stats.disconnects -= 1  # a reboot, not a scheduled drop
+            self._out_until = elapsed_s + self.faults.reboot_for_s  # not a scheduled drop
+            await self._go_silent()
             return
         if self._drops and elapsed_s >= self._drops[0][0]:
-            _, for_s = self._drops.pop(0)
-            await self._disconnect_for(elapsed_s, for_s)
+            await self._drop_link(elapsed_s, periodic=False)
             return
-        due = self._next_periodic_drop
-        limit = self.faults.max_disconnects
-        if due is not None and elapsed_s >= due and (not limit or self._periodic_drops < limit):
-            self._periodic_drops += 1
-            self._next_periodic_drop = due + self.faults.disconnect_every_s
-            await self._disconnect_for(elapsed_s, self.faults.disconnect_for_s)
+        due = self._periodic_drop_at()
+        if due is not None and elapsed_s >= due:
+            await self._drop_link(elapsed_s, periodic=True)
 
     # -- pacing --------------------------------------------------------------------------
-    async def _run(self) -> None:
-        try:
-            if self.clock.stepped:
-                await self._run_stepped()
+    async def _paced_step(self, elapsed_s: float) -> None:
+        self._acquire_until(elapsed_s)  # what is due reaches the firmware before a reboot
+        await self._faults_due(elapsed_s)
+        await self._pump(elapsed_s)
+
+    async def _stepped_step(self, elapsed_s: float) -> None:
+        out_of_range = self._out_until is not None
+        model = self.model
+        # a reply on its way is stamped by the host before the night moves on
+        sending = self._host_subscribed() and model.cursor is not None and not self._replies_pending
+        caught_up = sending and model.cursor >= model.next_index
+        if out_of_range or (caught_up and model.state == State.STREAMING):
+            if self.finished.is_set() and not out_of_range:
+                await asyncio.sleep(0.001)  # nothing more to measure
+                return
+            # one band second of samples per step, ending exactly when its last one is due
+            chunk = max(1, self.rate_hz)
+            elapsed_s = max(elapsed_s, (self._acquired + chunk) / self.rate_hz / self._crystal)
+            self._step_to(elapsed_s)
+            if sending and await self._pump(elapsed_s, flush=True):
+                await self._let_deliver()
             else:
-                await self._run_paced()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug in the band: make it visible, the test will fail
-            logger.exception("virtual band %s crashed", self.name)
-            raise
-
-    async def _run_paced(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(self.tick_s)
-            elapsed = self.clock.elapsed_s()
-            self._acquire_until(elapsed)
-            await self._faults_due(elapsed)
-            await self._pump(elapsed)
-
-    async def _let_deliver(self) -> None:
-        """Yield until what was just notified has reached the central.
-
-        A stepped clock must not move on before the recorder has stamped the arrivals of
-        this step: the virtual link hands a packet on through a few ``call_soon`` hops
-        (host -> controller -> link -> controller -> host), so a few turns of the loop.
-        """
-        for _ in range(DELIVERY_TURNS):
-            await asyncio.sleep(0)
-
-    async def _run_stepped(self) -> None:
-        """As fast as the link goes: the night moves on once the band has sent it all."""
-        chunk = max(1, self.rate_hz)  # one band second of samples per step
-        crystal = 1.0 + self.faults.clock_ppm * 1e-6
-        while not self._closing:
-            elapsed = self.clock.elapsed_s()
-            await self._faults_due(elapsed)
-            out_of_range = self._out_until is not None
-            model = self.model
-            # a reply on its way is stamped by the host before the night moves on
-            sending = self._link_up() and model.cursor is not None and not self._replies_pending
-            caught_up = sending and model.cursor >= model.next_index
-            if out_of_range or (caught_up and model.state == State.STREAMING):
-                if self.finished.is_set() and not out_of_range:
-                    await asyncio.sleep(0.001)  # nothing more to measure
-                    continue
-                # the step ends exactly when its last sample is due
-                elapsed = max(elapsed, (self._acquired + chunk) / self.rate_hz / crystal)
-                self.clock.advance_to(elapsed)
-                self._acquire_until(elapsed)
-                if sending and await self._pump(elapsed, flush=True):
-                    await self._let_deliver()
-                else:
-                    await asyncio.sleep(0)
-            elif sending:
-                if await self._pump(elapsed, flush=True) == 0:
-                    await asyncio.sleep(0.001)
-                else:
-                    await asyncio.sleep(0)
+                await asyncio.sleep(0)
+        elif sending:
+            if await self._pump(elapsed_s, flush=True) == 0:
+                await asyncio.sleep(0.001)
             else:
-                await asyncio.sleep(0.001)  # waiting for the host
+                await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(0.001)  # waiting for the host

@@ -89,10 +89,9 @@ from typing import Any
 import numpy as np
 from bumble import core, gatt
 from bumble.att import Attribute
-from bumble.device import Connection, Device
 
 from ..night import Night
-from .band import DELIVERY_TURNS, VirtualClock
+from .band import VirtualClock, VirtualDeviceBase
 from .pmd import (
     CONTROL_POINT_UUID,
     DATA_UUID,
@@ -112,7 +111,7 @@ from .pmd import (
     fill_acc_frame,
     frame_unit_mg,
 )
-from .virtual import Fault, VirtualPeripheral, VirtualRadio, build_advertising_data
+from .virtual import Fault, VirtualRadio, build_advertising_data
 
 __all__ = [
     "POLAR_MODELS",
@@ -389,7 +388,7 @@ class _Segment:
 # --------------------------------------------------------------------------------------
 # The band
 # --------------------------------------------------------------------------------------
-class VirtualPolarBand:
+class VirtualPolarBand(VirtualDeviceBase):
     """A virtual Polar Verity Sense or H10 on a :class:`VirtualRadio`, streaming a night.
 
     Create with :meth:`create` (or :meth:`from_night`) inside the running event loop;
@@ -431,6 +430,9 @@ class VirtualPolarBand:
     tick_s : float, optional
         Real seconds between pacing steps of a running clock (as the pmld band).
     """
+
+    _label = "virtual Polar band"
+    _logger = logger
 
     def __init__(
         self,
@@ -479,38 +481,30 @@ class VirtualPolarBand:
             raise ValueError(f"samples do not fit frame type 0x{self.frame_type:02x} ({lo}..{hi})")
         self.samples = np.ascontiguousarray(arr, dtype=np.int32)
         self.rate_hz = rate
-        self.clock = clock
-        self.radio = radio
         if device_id is None:
             device_id = f"{random.getrandbits(32):08X}"
         self.device_id = device_id.upper()
-        self.name = name if name is not None else f"{self.spec.name_prefix} {self.device_id}"
-        self.address = address
-        self.faults = faults or PolarFaults()
-        self.first_sample = int(first_sample)
+        super().__init__(
+            radio,
+            clock,
+            name=name if name is not None else f"{self.spec.name_prefix} {self.device_id}",
+            address=address,
+            faults=faults or PolarFaults(),
+            first_sample=first_sample,
+            battery_pct=battery_pct,
+            battery_drain_pct_per_h=battery_drain_pct_per_h,
+            tick_s=tick_s,
+        )
         self.advertise_pmd = bool(advertise_pmd)
         if device_epoch_ns is None:
             device_epoch_ns = clock.start_ns - EPOCH_2000_NS
         self.device_epoch_ns = int(device_epoch_ns)
-        self.battery_pct = float(battery_pct)
-        self.battery_drain_pct_per_h = float(battery_drain_pct_per_h)
         self.latency_s = float(latency_s)
-        if tick_s is None:
-            tick_s = 0.05 if clock.speed <= 5 else 0.02
-        self.tick_s = float(tick_s)
         self.stats = PolarBandStats()
-        #: true UTC (ns) of the first sample streamed after the first successful START
-        self.first_sample_utc_ns: int | None = None
-        self.finished = asyncio.Event()  # the source night is over (see module docstring)
-        self.peripheral: VirtualPeripheral | None = None
-        self._control: gatt.Characteristic | None = None
-        self._data: gatt.Characteristic | None = None
         # time
-        self._crystal = 1.0 + self.faults.clock_ppm * 1e-6
         self._period_s = (1.0 + self.faults.sample_rate_ppm * 1e-6) / rate  # device s
         self._period_ns = self._period_s * 1e9
         self.segments: list[_Segment] = [_Segment(0.0, self.first_sample, self.device_epoch_ns)]
-        self._on = True
         self._acquired = 0  # acquisitions since power-on
         self._exhausted = False
         self._ending = False
@@ -522,31 +516,16 @@ class VirtualPolarBand:
         self._pend_n = 0
         self._plan_key: tuple[int, int, int] | None = None
         self._plan = (0, False)
-        self._replies_pending = 0
         self._refusals = deque(int(s) for s in self.faults.refuse_start)
-        # faults
-        self._drops = sorted((float(a), float(b)) for a, b in self.faults.disconnects)
+        # faults (link drops: VirtualDeviceBase)
         self._stops = sorted(float(t) for t in self.faults.device_stop_at_s)
         self._power_off_at = self.faults.power_off_at_s
-        self._next_periodic_drop: float | None = None
-        self._periodic_drops = 0
-        self._out_until: float | None = None
         self._off_until: float | None = None
-        self._first_start_s: float | None = None
         self._data_frames = 0
         self._extras = 0
         self._hook_fault = Fault.SEND
-        self._task: asyncio.Task[Any] | None = None
-        self._closing = False
 
     # -- life cycle ----------------------------------------------------------------------
-    @classmethod
-    async def create(cls, radio: VirtualRadio, *args: Any, **kwargs: Any) -> VirtualPolarBand:
-        """Build the band, power it on and start advertising and sampling."""
-        band = cls(radio, *args, **kwargs)
-        await band.start()
-        return band
-
     @classmethod
     async def from_night(
         cls, radio: VirtualRadio, night: Night, clock: VirtualClock, **kwargs: Any
@@ -568,27 +547,6 @@ class VirtualPolarBand:
         unit_g = frame_unit_mg(frame_type, factor) / 1000.0
         samples = np.rint(night.sensor.acc_g.astype(np.float64) / unit_g).astype(np.int64)
         return await cls.create(radio, samples, night.sensor.fs_hz, clock, **kwargs)
-
-    async def start(self) -> None:
-        device = self.radio.create_device(self.name, self.address)
-        services = self._services()
-        self.peripheral = await self.radio.add_peripheral(
-            device, services=services, advertising_data=self.advertising_data()
-        )
-        self.peripheral.notify_hook = self._notify_hook
-        device.on(Device.EVENT_CONNECTION, self._on_connection)
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self.peripheral is not None:
-            await self.peripheral.close()
 
     # -- public helpers ------------------------------------------------------------------
     @property
@@ -637,6 +595,9 @@ class VirtualPolarBand:
         return bytes([len(short.encode()) + 1, _AD_SHORT_NAME]) + short.encode() + tail
 
     # -- GATT ----------------------------------------------------------------------------
+    def _peripheral_kwargs(self) -> dict[str, Any]:
+        return {"services": self._services(), "advertising_data": self.advertising_data()}
+
     def _services(self) -> list[gatt.Service]:
         props = gatt.Characteristic.Properties
         readable = Attribute.Permissions.READABLE
@@ -684,17 +645,13 @@ class VirtualPolarBand:
         return self.device_id
 
     def battery_level(self) -> int:
-        pct = self.battery_pct - self.battery_drain_pct_per_h * self.clock.elapsed_s() / 3600.0
-        return int(min(100, max(0, round(pct))))
+        return self._battery_at(self.clock.elapsed_s())
 
     def _on_battery_read(self, connection: Any) -> bytes:
         return bytes([self.battery_level()])
 
     def _on_control_read(self, connection: Any) -> bytes:
         return encode_features(self.spec.features)
-
-    def _on_connection(self, connection: Connection) -> None:
-        connection.on(Connection.EVENT_DISCONNECTION, lambda reason: self._on_disconnection())
 
     def _on_disconnection(self) -> None:
         # the measurement ends with the link; nothing is kept for the next connection
@@ -705,26 +662,7 @@ class VirtualPolarBand:
         return self._hook_fault
 
     # -- control point -------------------------------------------------------------------
-    def _on_control_write(self, connection: Any, value: bytes) -> None:
-        value = bytes(value)
-        elapsed = self.clock.elapsed_s()
-        self._acquire_until(elapsed)  # what was acquired so far belongs to the old state
-        self.stats.commands.append(value.hex())
-        reply = self._handle(value, elapsed)
-        # bumble sends the write response when this callback returns; the answer follows
-        # as an indication, and no frame goes out before it
-        self._replies_pending += 1
-        assert self.peripheral is not None
-        self.peripheral.spawn(self._indicate(reply))
-
-    async def _indicate(self, value: bytes) -> None:
-        assert self.peripheral is not None and self._control is not None
-        try:
-            await self.peripheral.indicate(self._control, value)
-        finally:
-            self._replies_pending -= 1
-
-    def _handle(self, value: bytes, elapsed: float) -> bytes:
+    def _handle_command(self, value: bytes, elapsed: float) -> bytes:
         if len(value) < 2:
             op = value[0] if value else 0
             return encode_response(op, 0, CpStatus.INVALID_LENGTH)
@@ -793,11 +731,10 @@ class VirtualPolarBand:
         self.stats.starts += 1
         while self._stops and self._stops[0] <= elapsed + _EPS:
             self._stops.pop(0)  # a scheduled device stop before this START: nothing to stop
-        if self._first_start_s is None:
-            self._first_start_s = elapsed
-            self.first_sample_utc_ns = self.true_utc_ns(self.source_position)
-            if self.faults.disconnect_every_s > 0:
-                self._next_periodic_drop = elapsed + self.faults.disconnect_every_s
+        self._note_start(elapsed)
+
+    def _first_sample_utc_ns(self) -> int:
+        return self.true_utc_ns(self.source_position)
 
     def _stop_streaming(self) -> None:
         self.stats.discarded += self._pend_n
@@ -891,15 +828,7 @@ class VirtualPolarBand:
 
     def _sending(self) -> bool:
         """Streaming to a subscribed host, no answer on its way."""
-        p = self.peripheral
-        return (
-            self._streaming
-            and not self._replies_pending
-            and p is not None
-            and p.is_connected
-            and self._data is not None
-            and p.is_subscribed(self._data)
-        )
+        return self._streaming and not self._replies_pending and self._host_subscribed()
 
     async def _pump(self, elapsed_s: float, *, flush: bool = False) -> int:
         """Send every frame that is due (all pending with ``flush``); return how many."""
@@ -975,25 +904,7 @@ class VirtualPolarBand:
             self._replies_pending += 1
             await self._indicate(bytes([_STOPPED, MeasurementType.ACC]))
 
-    async def _let_deliver(self) -> None:
-        """Yield until what was just notified has reached the central (as band.py)."""
-        for _ in range(DELIVERY_TURNS):
-            await asyncio.sleep(0)
-
     # -- faults --------------------------------------------------------------------------
-    async def _go_silent(self) -> None:
-        assert self.peripheral is not None
-        if self.peripheral.is_connected:
-            await self.peripheral.disconnect(advertise=False)
-        elif self.peripheral.is_advertising:
-            await self.peripheral.stop_advertising()
-
-    async def _maybe_advertise(self) -> None:
-        p = self.peripheral
-        assert p is not None
-        if self._on and self._out_until is None and not p.is_connected and not p.is_advertising:
-            await p.start_advertising()
-
     def _next_event(self) -> tuple[float, str] | None:
         """The earliest scheduled event (night time, kind)."""
         events: list[tuple[float, str]] = []
@@ -1008,9 +919,9 @@ class VirtualPolarBand:
                 events.append((self._stops[0], "device_stop"))
             if self._drops:
                 events.append((self._drops[0][0], "drop"))
-            limit = self.faults.max_disconnects
-            if self._next_periodic_drop is not None and (not limit or self._periodic_drops < limit):
-                events.append((self._next_periodic_drop, "periodic_drop"))
+            periodic = self._periodic_drop_at()
+            if periodic is not None:
+                events.append((periodic, "periodic_drop"))
         return min(events) if events else None
 
     async def _faults_due(self, elapsed_s: float) -> None:
@@ -1039,19 +950,9 @@ class VirtualPolarBand:
                 if self._streaming and self._link_up():
                     self.stats.device_stops += 1
                     self._stop_streaming()
-                    self._replies_pending += 1
-                    assert self.peripheral is not None
-                    self.peripheral.spawn(self._indicate(bytes([_STOPPED, MeasurementType.ACC])))
-            else:  # a link drop: out of range
-                if kind == "drop":
-                    _, for_s = self._drops.pop(0)
-                else:
-                    for_s = self.faults.disconnect_for_s
-                    self._periodic_drops += 1
-                    self._next_periodic_drop = at + self.faults.disconnect_every_s
-                self.stats.disconnects += 1
-                self._out_until = max(self._out_until or 0.0, at + for_s)
-                await self._go_silent()
+                    self._send_reply(bytes([_STOPPED, MeasurementType.ACC]))
+            else:  # a link drop: out of range (a drop while out of range lasts longer)
+                await self._drop_link(at, periodic=kind == "periodic_drop")
 
     def _power_on(self, at: float) -> None:
         """A new power-on at night time ``at``: the IMU restarts, the source has moved on."""
@@ -1072,27 +973,12 @@ class VirtualPolarBand:
             self._ending = True
 
     # -- pacing --------------------------------------------------------------------------
-    async def _run(self) -> None:
-        try:
-            if self.clock.stepped:
-                await self._run_stepped()
-            else:
-                await self._run_paced()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug in the band: make it visible, the test will fail
-            logger.exception("virtual Polar band %s crashed", self.name)
-            raise
-
-    async def _run_paced(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(self.tick_s)
-            elapsed = self.clock.elapsed_s()
-            await self._faults_due(elapsed)
-            self._acquire_until(elapsed)
-            if self._ending and not self._replies_pending:
-                await self._end(elapsed)
-            await self._pump(elapsed)
+    async def _paced_step(self, elapsed: float) -> None:
+        await self._faults_due(elapsed)  # each event acquires up to its own time first
+        self._acquire_until(elapsed)
+        if self._ending and not self._replies_pending:
+            await self._end(elapsed)
+        await self._pump(elapsed)
 
     def _next_step(self, elapsed: float) -> float:
         """Where a stepped clock goes next: a due frame, an event, or 1 s of samples."""
@@ -1119,32 +1005,27 @@ class VirtualPolarBand:
         later = [t for t in targets if t > elapsed + _EPS]
         return min(later) if later else elapsed + 1.0
 
-    async def _run_stepped(self) -> None:
-        """As fast as the link goes: the night moves on once nothing is ready to send."""
-        while not self._closing:
-            elapsed = self.clock.elapsed_s()
-            await self._faults_due(elapsed)
-            if self._ending:
-                if self._replies_pending:
-                    await asyncio.sleep(0.001)
-                else:
-                    await self._end(elapsed)
-                continue
-            sending = self._sending()
-            if sending and self._ready(elapsed):
-                if await self._pump(elapsed):
-                    await self._let_deliver()
-                else:
-                    await asyncio.sleep(0)
-                continue
-            unattended = not self._on or self._out_until is not None
-            if unattended or (sending and not self.finished.is_set()):
-                target = self._next_step(elapsed)
-                self.clock.advance_to(target)
-                self._acquire_until(target)
-                await asyncio.sleep(0)
+    async def _stepped_step(self, elapsed: float) -> None:
+        """The night moves on once nothing is ready to send."""
+        if self._ending:
+            if self._replies_pending:
+                await asyncio.sleep(0.001)
             else:
-                await asyncio.sleep(0.001)  # waiting for the host (or the night is over)
+                await self._end(elapsed)
+            return
+        sending = self._sending()
+        if sending and self._ready(elapsed):
+            if await self._pump(elapsed):
+                await self._let_deliver()
+            else:
+                await asyncio.sleep(0)
+            return
+        unattended = not self._on or self._out_until is not None
+        if unattended or (sending and not self.finished.is_set()):
+            self._step_to(self._next_step(elapsed))
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(0.001)  # waiting for the host (or the night is over)
 
 
 def _truncate(frame: bytes) -> bytes:
