@@ -322,10 +322,10 @@ def _analysis_window(night: Night, window: WindowParams, flags: list[str]) -> tu
     start, stop = 0.0, night.duration_s
     off = window.lights_off_s
     on = window.lights_on_s
-    if off is None and len(night.annotation("lights_off")):
-        off = float(night.annotation("lights_off")["onset_s"].iloc[0])
-    if on is None and len(night.annotation("lights_on")):
-        on = float(night.annotation("lights_on")["onset_s"].iloc[-1])
+    if off is None:
+        off = _lights(night, "lights_off", first=True)
+    if on is None:
+        on = _lights(night, "lights_on", first=False)
     if off is not None:
         start = max(start, float(off))
     if on is not None:
@@ -336,6 +336,28 @@ def _analysis_window(night: Night, window: WindowParams, flags: list[str]) -> tu
             f"lights on at {stop:.0f} s (the recording lasts {night.duration_s:.0f} s)"
         )
     return start, stop
+
+
+#: Whose lights-off/on annotations win, best first: a reference scoring (PSG), the user
+#: or the recorder, then anything else (the simulator's truth last).
+_LIGHTS_PRIORITY = ("reference", "user", "recorder")
+
+
+def _lights(night: Night, label: str, *, first: bool) -> float | None:
+    """Lights-off (the first) or lights-on (the last) of the most trusted source."""
+    table = night.annotation(label)
+    if not len(table):
+        return None
+    sources = table["source"].astype(str)
+    for source in _LIGHTS_PRIORITY:
+        if (sources == source).any():
+            table = table[sources == source]
+            break
+    else:
+        if (sources != "simulator").any():
+            table = table[sources != "simulator"]
+    onsets = table["onset_s"].to_numpy(float)
+    return float(onsets.min() if first else onsets.max())
 
 
 def _detect_sensor(night, sensor: Sensor, params, window, flags):

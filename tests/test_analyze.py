@@ -660,3 +660,16 @@ def test_a_damaged_summary_names_what_is_missing(tmp_path):
         del h5["quality"]
     with pytest.raises(FormatError, match="/quality is missing"):
         read_summary(path)
+
+
+def test_reference_lights_win_over_the_simulators():
+    night = simulate_night("moderate", hours=0.5, seed=4)
+    sim = night.annotations
+    assert (sim["label"] == "lights_off").any()  # the simulator's own lights
+    ref = make_annotations([600.0, 1500.0], 0.0, ["lights_off", "lights_on"], source="reference")
+    both = dataclasses.replace(night, annotations=pd.concat([sim, ref], ignore_index=True))
+    summary = pmld.analyze(both).summary()
+    assert summary["analyzed_hours"] == pytest.approx(900.0 / 3600.0, abs=1e-6)
+    # without the reference, the simulator's lights set the window
+    own = pmld.analyze(night).summary()["analyzed_hours"]
+    assert own != pytest.approx(900.0 / 3600.0, abs=1e-3)
