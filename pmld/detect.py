@@ -43,6 +43,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,12 @@ import pandas as pd
 from scipy import ndimage
 
 from .errors import UsageError
+
+#: The :class:`DetectionParams` that the activity signal and the resting floor depend on
+#: (:func:`activity_signal`, :func:`resting_floor`). Every other detection parameter acts
+#: only in the thresholding (:func:`thresholds`, :func:`find_leg_movements`), so a night's
+#: activity computed once serves every value of those (what ``pmld sweep`` relies on).
+PREPROCESSING_PARAMS = ("block_s", "baseline_s", "smooth_s", "floor_percentile", "gyro_g_per_dps")
 
 #: Columns of the table returned by :func:`detect_leg_movements`.
 LM_COLUMNS = (
@@ -174,12 +181,27 @@ class Activity:
     ``activity_g`` and ``deviation_g`` have one value per block of ``block_s``;
     ``orientation`` is the unit vector of each block's mean acceleration (sensor axes):
     the direction of gravity when the leg rests.
+
+    The running sums that :func:`find_leg_movements` needs (:attr:`cumulative_activity`,
+    :attr:`cumulative_orientation`) depend on the signal alone: they are computed on first
+    use and kept, so thresholding the same activity again (other thresholds, a parameter
+    sweep) does not repeat them. Treat the arrays as read-only once they are used.
     """
 
     activity_g: np.ndarray
     deviation_g: np.ndarray
     orientation: np.ndarray
     block_s: float
+
+    @cached_property
+    def cumulative_activity(self) -> np.ndarray:
+        """``[0, cumsum(activity_g)]`` in float64 (areas and means of events)."""
+        return np.concatenate([[0.0], np.cumsum(self.activity_g, dtype=np.float64)])
+
+    @cached_property
+    def cumulative_orientation(self) -> np.ndarray:
+        """``[0, cumsum(orientation)]`` per axis (mean rest orientations)."""
+        return np.concatenate([np.zeros((1, 3)), np.cumsum(self.orientation, axis=0)])
 
 
 def row_norms(vectors: np.ndarray) -> np.ndarray:
@@ -379,9 +401,8 @@ def find_leg_movements(
     region_start = starts[keep_break]
     region_stop = np.concatenate([stops[:-1][keep_break[1:]], stops[-1:]])
     # Onset: the first block in the region that reaches the onset threshold.
-    crossing = act >= onset_g
-    next_cross = _next_true(crossing)
-    onset_idx = next_cross[region_start]
+    crossings = np.flatnonzero(act >= onset_g)
+    onset_idx = np.append(crossings, act.size)[np.searchsorted(crossings, region_start)]
     valid = onset_idx < region_stop
     region_start, region_stop, onset_idx = region_start[valid], region_stop[valid], onset_idx[valid]
     if onset_idx.size == 0:
@@ -389,17 +410,15 @@ def find_leg_movements(
     # Shape rule: some window of shape_window_s inside stays above the offset threshold.
     if params.shape_window_s > 0:
         width = max(1, int(round(params.shape_window_s / step)))
-        sustained = _run_length_at_least(above, width)
-        sustained_count = np.concatenate([[0], np.cumsum(sustained)])
-        ok = sustained_count[region_stop] - sustained_count[onset_idx] > 0
+        ok = _sustained(starts, stops, region_start, region_stop, onset_idx, width)
         onset_idx, region_stop = onset_idx[ok], region_stop[ok]
     duration_blocks = region_stop - onset_idx
     ok = duration_blocks * step >= params.min_duration_s - 1e-9
     onset_idx, region_stop = onset_idx[ok], region_stop[ok]
     if onset_idx.size == 0:
         return empty_lm_table()
-    peak, mean, area, peak_dev = _event_stats(act, activity.deviation_g, onset_idx, region_stop)
-    change = _orientation_change_deg(activity.orientation, onset_idx, region_stop, step, params)
+    peak, mean, area, peak_dev = _event_stats(activity, onset_idx, region_stop)
+    change = _orientation_change_deg(activity, onset_idx, region_stop, params)
     kind = np.where(change > params.posture_angle_deg, "posture", "lm").astype(object)
     return pd.DataFrame(
         {
@@ -423,26 +442,28 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges[0::2], edges[1::2]
 
 
-def _next_true(mask: np.ndarray) -> np.ndarray:
-    """For each index, the index of the next True at or after it (len(mask) if none)."""
-    n = mask.size
-    idx = np.where(mask, np.arange(n), n)
-    return np.minimum.accumulate(idx[::-1])[::-1]
+def _sustained(starts, stops, region_start, region_stop, onset_idx, width: int) -> np.ndarray:
+    """Whether each region has ``width`` consecutive blocks above the offset threshold
+    from its onset on.
+
+    ``starts, stops`` are the runs above the offset threshold; the regions are unions of
+    consecutive runs (sorted, disjoint), so a window of ``width`` above the threshold
+    lies in one run of its region and exists when that run, cut at the onset, is at
+    least ``width`` long. Works on the runs alone: no pass over the whole signal.
+    """
+    region = np.searchsorted(region_start, starts, side="right") - 1
+    inside = region >= 0
+    inside[inside] = starts[inside] < region_stop[region[inside]]
+    run_region = region[inside]
+    first = np.maximum(starts[inside], onset_idx[run_region])
+    ok = np.zeros(region_start.size, dtype=bool)
+    ok[run_region[stops[inside] - first >= width]] = True
+    return ok
 
 
-def _run_length_at_least(mask: np.ndarray, width: int) -> np.ndarray:
-    """True at the start of every window of ``width`` consecutive True values."""
-    if width <= 1:
-        return mask.copy()
-    counts = np.concatenate([[0], np.cumsum(mask)])
-    out = np.zeros(mask.size, dtype=bool)
-    if mask.size >= width:
-        out[: mask.size - width + 1] = counts[width:] - counts[:-width] == width
-    return out
-
-
-def _event_stats(act, deviation, first, stop):
-    cumulative = np.concatenate([[0.0], np.cumsum(act, dtype=np.float64)])
+def _event_stats(activity: Activity, first, stop):
+    act, deviation = activity.activity_g, activity.deviation_g
+    cumulative = activity.cumulative_activity
     area = cumulative[stop] - cumulative[first]
     mean = area / np.maximum(stop - first, 1)
     # Peaks: reduceat over [first, stop) pairs interleaved with the stretches between
@@ -455,15 +476,15 @@ def _event_stats(act, deviation, first, stop):
     return peak, mean, area, peak_dev
 
 
-def _orientation_change_deg(orientation, first, stop, step, params):
+def _orientation_change_deg(activity: Activity, first, stop, params):
     """Angle between the rest orientation just before onset and just after offset.
 
     Each rest window is ``posture_context_s`` long and is cut short at the neighbouring
     movement, so that a roll-over seconds after an LM is not taken for the LM's doing.
     """
-    n = len(orientation)
-    context = max(1, int(round(params.posture_context_s / step)))
-    cumulative = np.concatenate([np.zeros((1, 3)), np.cumsum(orientation, axis=0)])
+    n = len(activity.orientation)
+    context = max(1, int(round(params.posture_context_s / activity.block_s)))
+    cumulative = activity.cumulative_orientation
     previous_stop = np.concatenate([[0], stop[:-1]])
     next_first = np.concatenate([first[1:], [n]])
 
