@@ -40,6 +40,29 @@ def add_parsers(subparsers: Any) -> None:
         help="the reference of a single SUMMARY (a file), or a directory holding one "
         "reference per summary, matched by name",
     )
+    add_reference_options(p)
+    p.add_argument(
+        "--tolerance", type=float, default=0.5, metavar="S",
+        help="events less than S seconds apart still match (default 0.5, the WASM 2016 "
+        "association gap; 0 asks for overlap)",
+    )
+    p.add_argument(
+        "--threshold", type=float, default=15.0, metavar="PER_H",
+        help="PLM index above which a night is abnormal (default 15/h, adults)",
+    )
+    p.add_argument("--plot", type=Path, metavar="FILE", help="Bland-Altman plot (.png/.pdf/.svg)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "-o", "--output", type=Path, metavar="TABLE",
+        help="write the per-night metrics as a table (.csv or .tsv)",
+    )
+    p.set_defaults(func=run_evaluate)
+
+
+def add_reference_options(p: argparse.ArgumentParser) -> None:
+    """How the reference reader reads the references (``pmld evaluate``, ``pmld sweep``):
+    ``--offset``, ``--reference-start``, ``--map``, ``--ignore-unknown``; read them back
+    with :func:`reference_options`."""
     p.add_argument(
         "--offset", type=float, metavar="S",
         help="seconds to add to the reference's times to put them on the night's clock "
@@ -58,22 +81,23 @@ def add_parsers(subparsers: Any) -> None:
         "--ignore-unknown", action="store_true",
         help="drop reference labels pmld does not know instead of refusing the file",
     )
-    p.add_argument(
-        "--tolerance", type=float, default=0.5, metavar="S",
-        help="events less than S seconds apart still match (default 0.5, the WASM 2016 "
-        "association gap; 0 asks for overlap)",
-    )
-    p.add_argument(
-        "--threshold", type=float, default=15.0, metavar="PER_H",
-        help="PLM index above which a night is abnormal (default 15/h, adults)",
-    )
-    p.add_argument("--plot", type=Path, metavar="FILE", help="Bland-Altman plot (.png/.pdf/.svg)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument(
-        "-o", "--output", type=Path, metavar="TABLE",
-        help="write the per-night metrics as a table (.csv or .tsv)",
-    )
-    p.set_defaults(func=run_evaluate)
+
+
+def reference_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of :func:`add_reference_options` as the keyword arguments of
+    :func:`pmld.evaluate.read_reference_lms` and :func:`pmld.evaluate.open_reference`."""
+    label_map = {}
+    for item in args.map:
+        label, sep, target = item.partition("=")
+        if not sep or not label.strip() or not target.strip():
+            raise UsageError(f"--map takes LABEL=PMLD_LABEL, got {item!r}")
+        label_map[label.strip()] = target.strip()
+    return {
+        "offset_s": args.offset,
+        "start_utc": args.reference_start,
+        "label_map": label_map or None,
+        "on_unknown": "ignore" if args.ignore_unknown else "error",
+    }
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -116,24 +140,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"--reference {reference} is one file for {len(args.summaries)} summaries; give "
             "a directory of references named like the nights"
         )
-    label_map = {}
-    for item in args.map:
-        label, sep, target = item.partition("=")
-        if not sep or not label.strip() or not target.strip():
-            raise UsageError(f"--map takes LABEL=PMLD_LABEL, got {item!r}")
-        label_map[label.strip()] = target.strip()
+    options = reference_options(args)
     nights = []
     for path in args.summaries:
         summary = read_summary(path)
         ref_path = reference if reference.is_file() else _find_reference(path, reference)
-        lms = read_reference_lms(
-            ref_path,
-            summary,
-            offset_s=args.offset,
-            start_utc=args.reference_start,
-            label_map=label_map or None,
-            on_unknown="ignore" if args.ignore_unknown else "error",
-        )
+        lms = read_reference_lms(ref_path, summary, **options)
         _check_overlap(lms, ref_path, summary, path)
         nights.append((path, ref_path, summary, lms))
 

@@ -18,6 +18,7 @@ from .errors import UsageError
 def add_parsers(subparsers: Any) -> None:
     """Add ``sweep`` to ``pmld``'s parser."""
     from .cli import _add_param_options
+    from .cli_evaluate import add_reference_options
 
     p = subparsers.add_parser(
         "sweep",
@@ -37,6 +38,7 @@ def add_parsers(subparsers: Any) -> None:
         help="directory of reference scorings matched to the nights by name "
         "(NIGHT.tsv, NIGHT.edf, ...; see 'pmld annotate'), or one file for one night",
     )
+    add_reference_options(p)
     p.add_argument(
         "--grid", action="append", default=[], metavar="NAME=V1,V2,...",
         help="values of one parameter to sweep (repeatable; every combination is run), "
@@ -89,6 +91,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     import math
 
     from .cli import _load_params
+    from .cli_evaluate import reference_options
     from .sweep import (
         check_output,
         format_ranked,
@@ -106,6 +109,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--top must be at least 1, got {args.top}")
     if not math.isfinite(args.tolerance) or args.tolerance < 0:
         raise UsageError(f"--tolerance must be a finite number >= 0 seconds, got {args.tolerance}")
+    if args.offset is not None and not math.isfinite(args.offset):
+        raise UsageError(f"--offset must be a finite number, got {args.offset}")
+    options = reference_options(args)
     ranking_column(args.metric)
     rules, params = _load_params(args)
     plan = plan_sweep(parse_grid(args.grid), rules, params)
@@ -126,7 +132,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     def notice(line: str) -> None:
         print(f"pmld: {line}", file=sys.stderr)
 
-    nights = load_nights(args.nights, args.reference, jobs=args.jobs, plan=plan, notice=notice)
+    nights = load_nights(
+        args.nights, args.reference, jobs=args.jobs, plan=plan, notice=notice,
+        reference_options=options,
+    )
 
     # -- the work
     def progress(timing: dict, done: int, total: int) -> None:

@@ -76,6 +76,7 @@ __all__ = [
     "NightAgreement",
     "NightEvaluation",
     "PlmAgreement",
+    "ScoredReference",
     "assess_events",
     "assess_night",
     "bland_altman_plot",
@@ -86,9 +87,11 @@ __all__ = [
     "icc_2_1",
     "match_events",
     "night_agreement",
+    "open_reference",
     "plm_agreement",
     "pooled_metrics",
     "read_reference_lms",
+    "score_reference",
     "summary_clock",
 ]
 
@@ -1029,6 +1032,74 @@ def _flat(events: EventAgreement, plm: PlmAgreement) -> dict[str, Any]:
     return out
 
 
+def _check_window(window_s: Any) -> tuple[float, float] | None:
+    if window_s is None:
+        return None
+    start, stop = (float(v) for v in window_s)
+    if not (math.isfinite(start) and math.isfinite(stop) and stop > start):
+        raise UsageError(f"window_s must be (start, stop) with stop > start, got {window_s}")
+    return (start, stop)
+
+
+@dataclass(frozen=True)
+class ScoredReference:
+    """A night's reference LMs in an analysis window, scored by pmld's rules: what
+    :func:`assess_events` and :func:`evaluate_events` compare pmld's events with.
+
+    Made by :func:`score_reference`; pass it as ``reference_scored=`` to compare many
+    detections (e.g. a sweep's parameter combinations) with one reference without
+    scoring it again each time.
+
+    Attributes
+    ----------
+    events : DataFrame
+        The scored reference LMs (:func:`pmld.score.score_leg_movements`).
+    plm : ndarray of bool
+        Which of them are PLMs.
+    source : str
+        ``'rescored'`` (pmld's scoring) or ``'reference'`` (the reference's own marks).
+    rules : ScoringRules
+        The rules they were scored with.
+    window_s : (float, float) or None
+        The analysis window the LMs were taken from (None: all of them).
+    onset_s, offset_s : ndarray
+        The scored events' onsets and offsets.
+    """
+
+    events: pd.DataFrame
+    plm: np.ndarray
+    source: str
+    rules: Any
+    window_s: tuple[float, float] | None
+    onset_s: np.ndarray
+    offset_s: np.ndarray
+
+
+def _scored_reference(reference_lms: pd.DataFrame, rules, window_s) -> ScoredReference:
+    """:func:`score_reference` on arguments already checked."""
+    scored_ref, ref_plm, source = _score_reference(_in_window(reference_lms, window_s), rules)
+    ref_on, ref_off = _spans(scored_ref, "reference leg movements")
+    return ScoredReference(scored_ref, ref_plm, source, rules, window_s, ref_on, ref_off)
+
+
+def score_reference(
+    reference_lms: pd.DataFrame,
+    rules: Any = None,
+    *,
+    window_s: tuple[float, float] | None = None,
+) -> ScoredReference:
+    """The reference's LMs in ``window_s`` scored with ``rules``, once, for
+    ``assess_events(..., reference_scored=)`` / ``evaluate_events``.
+
+    The arguments mean what they mean for :func:`evaluate_events`; the result gives the
+    same metrics as scoring the reference inside each call.
+    """
+    rules = _as_rules(rules)
+    window_s = _check_window(window_s)
+    _spans(reference_lms, "reference leg movements")
+    return _scored_reference(reference_lms, rules, window_s)
+
+
 def assess_events(
     detected_events: pd.DataFrame,
     reference_lms: pd.DataFrame,
@@ -1038,22 +1109,24 @@ def assess_events(
     *,
     window_s: tuple[float, float] | None = None,
     reference_plm_index: float | None = None,
+    reference_scored: ScoredReference | None = None,
 ) -> NightEvaluation:
     """Like :func:`evaluate_events`, keeping the parts needed to pool nights."""
     tolerance_s = _check_tolerance(tolerance_s)
     rules = _as_rules(rules)
-    if window_s is not None:
-        start, stop = (float(v) for v in window_s)
-        if not (math.isfinite(start) and math.isfinite(stop) and stop > start):
-            raise UsageError(f"window_s must be (start, stop) with stop > start, got {window_s}")
-        window_s = (start, stop)
-    _spans(reference_lms, "reference leg movements")
+    window_s = _check_window(window_s)
+    if reference_scored is None:
+        _spans(reference_lms, "reference leg movements")
+    else:
+        _check_scored(reference_scored, rules, window_s)
     _spans(detected_events, "detected events")
-    reference = _in_window(reference_lms, window_s)
     detected = _detected_scored(_in_window(detected_events, window_s), rules)
-    scored_ref, ref_plm, source = _score_reference(reference, rules)
+    reference = reference_scored
+    if reference is None:
+        reference = _scored_reference(reference_lms, rules, window_s)
+    ref_plm, source = reference.plm, reference.source
     det_plm = detected["plm"].to_numpy(dtype=bool)
-    ref_on, ref_off = _spans(scored_ref, "reference leg movements")
+    ref_on, ref_off = reference.onset_s, reference.offset_s
     det_on, det_off = _spans(detected, "detected events")
     pairs = _match(ref_on, ref_off, det_on, det_off, tolerance_s)
     onset_err, duration_err = _pair_errors(ref_on, ref_off, det_on, det_off, pairs)
@@ -1081,6 +1154,25 @@ def assess_events(
     return NightEvaluation(metrics=metrics, events=events, plm=plm)
 
 
+def _check_scored(reference: Any, rules, window_s) -> None:
+    """A ScoredReference must have been scored with these rules in this window."""
+    if not isinstance(reference, ScoredReference):
+        raise UsageError(
+            "reference_scored must come from score_reference(), got "
+            f"{type(reference).__name__}"
+        )
+    if reference.rules != rules:
+        raise UsageError(
+            "reference_scored was scored with other rules than the ones given; score the "
+            "reference with the same rules (score_reference(reference_lms, rules, ...))"
+        )
+    if reference.window_s != window_s:
+        raise UsageError(
+            f"reference_scored was taken from window {reference.window_s}, not from the "
+            f"window_s given ({window_s})"
+        )
+
+
 def evaluate_events(
     detected_events: pd.DataFrame,
     reference_lms: pd.DataFrame,
@@ -1090,6 +1182,7 @@ def evaluate_events(
     *,
     window_s: tuple[float, float] | None = None,
     reference_plm_index: float | None = None,
+    reference_scored: ScoredReference | None = None,
 ) -> dict[str, Any]:
     """Every per-night agreement metric of detected events against reference LMs.
 
@@ -1118,6 +1211,11 @@ def evaluate_events(
     reference_plm_index : float, optional
         The reference's own PLM index (e.g. from its report) to use at night level
         instead of the one from the rescored reference.
+    reference_scored : ScoredReference, optional
+        ``score_reference(reference_lms, rules, window_s=window_s)`` made beforehand:
+        the reference is then not scored again (the same metrics, faster when one
+        reference is compared with many detections). Its rules and window must be
+        ``rules`` and ``window_s`` (UsageError otherwise).
 
     Returns
     -------
@@ -1142,6 +1240,7 @@ def evaluate_events(
         tolerance_s,
         window_s=window_s,
         reference_plm_index=reference_plm_index,
+        reference_scored=reference_scored,
     ).metrics
 
 
@@ -1261,6 +1360,33 @@ def summary_clock(summary: Any) -> _SummaryClock:
     return _SummaryClock(start, duration, str(attrs.get("timezone") or "UTC"))
 
 
+def open_reference(
+    reference_path: str | os.PathLike,
+    *,
+    offset_s: float | None = None,
+    start_utc: Any = None,
+    label_map: dict[str, str] | None = None,
+    on_unknown: str = "error",
+):
+    """Read a reference file with :func:`pmld.io.reference.read_reference`, passing
+    ``offset_s``, ``start_utc``, ``label_map`` and ``on_unknown`` on (None: the reader's
+    default); the options of ``pmld evaluate`` and ``pmld sweep``.
+
+    Returns
+    -------
+    pmld.io.reference.Reference
+        Not yet aligned on a night (:func:`pmld.io.reference.align_reference`).
+    """
+    from .io.reference import read_reference
+
+    kwargs: dict[str, Any] = {"label_map": label_map, "on_unknown": on_unknown}
+    if offset_s is not None:
+        kwargs["offset_s"] = offset_s
+    if start_utc is not None:
+        kwargs["start_utc"] = start_utc
+    return read_reference(reference_path, **kwargs)
+
+
 def read_reference_lms(
     reference_path: str | os.PathLike,
     summary: Any,
@@ -1272,9 +1398,9 @@ def read_reference_lms(
 ) -> pd.DataFrame:
     """A reference file's leg movements on a summarised night's clock.
 
-    Reads the file with :func:`pmld.io.reference.read_reference` (``offset_s``,
-    ``start_utc``, ``label_map`` and ``on_unknown`` are passed on), aligns it on the
-    night of ``summary`` (a path or a SummaryFile) and returns
+    Reads the file with :func:`open_reference` (``offset_s``, ``start_utc``,
+    ``label_map`` and ``on_unknown`` are passed on), aligns it on the night of
+    ``summary`` (a path or a SummaryFile) and returns
     :func:`pmld.io.reference.reference_lms`: ``onset_s, offset_s, side`` in seconds from
     the night's start, ready for :func:`evaluate_night`.
 
@@ -1283,18 +1409,19 @@ def read_reference_lms(
     InputError
         An unreadable reference, or one that does not overlap the night (one line).
     """
-    from .io.reference import align_reference, read_reference, reference_lms
+    from .io.reference import align_reference, reference_lms
 
     if isinstance(summary, str | os.PathLike):
         from .io.summary import read_summary
 
         summary = read_summary(summary)
-    kwargs: dict[str, Any] = {"label_map": label_map, "on_unknown": on_unknown}
-    if offset_s is not None:
-        kwargs["offset_s"] = offset_s
-    if start_utc is not None:
-        kwargs["start_utc"] = start_utc
-    reference = read_reference(reference_path, **kwargs)
+    reference = open_reference(
+        reference_path,
+        offset_s=offset_s,
+        start_utc=start_utc,
+        label_map=label_map,
+        on_unknown=on_unknown,
+    )
     return reference_lms(align_reference(reference, summary_clock(summary)))
 
 

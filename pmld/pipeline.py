@@ -4,6 +4,11 @@
 merges the two ankles' movements and scores them by the clinical rules
 (:mod:`pmld.score`) inside the analysis window, and returns a :class:`NightAnalysis`
 with the events, the indices, the quality findings and the exact parameters used.
+Its core is :class:`PreparedNight`: a night split into gap- and NaN-free stretches and
+checked once, whose :meth:`PreparedNight.scores` runs the parameter-dependent steps and
+keeps what it can reuse (the activity signal per preprocessing value, the detection per
+detection parameters), so that :mod:`pmld.sweep` runs many parameter sets on one night
+through the very code ``analyze`` runs once.
 
 Analysis window
 ---------------
@@ -30,6 +35,7 @@ import pandas as pd
 
 from . import __version__
 from .detect import (
+    PREPROCESSING_PARAMS,
     DetectionParams,
     activity_signal,
     empty_lm_table,
@@ -225,81 +231,18 @@ def analyze(
         rules = replace(rules, **rule_over) if rule_over else rules
     window = WindowParams(**{**(window or WindowParams()).to_dict(), **win_over})
 
-    flags: list[str] = []
-    start_s, stop_s = _analysis_window(night, window, flags)
-    sensor_quality = {}
-    per_side = []
-    covered = []
-    for sensor in night.sensors:
-        lms, spans, quality = _detect_sensor(night, sensor, detection, window, flags)
-        sensor_quality[sensor.side] = quality
-        covered.append(spans)
-        if len(lms):
-            lms = lms.assign(side=sensor.side)
-            per_side.append(lms)
-    monolateral = (
-        pd.concat(per_side, ignore_index=True).sort_values("onset_s", kind="stable")
-        if per_side
-        else empty_lm_table().assign(side=pd.Series(dtype=object))
-    )
-    islands = _coverage(covered, start_s, stop_s, window.break_gap_s)
-    analyzed_s = float(sum(cov for _, _, cov in islands))
-    if analyzed_s < MIN_NIGHT_S:
-        flags.append(
-            f"too short to analyse: {analyzed_s:.0f} s of data in the window "
-            f"(at least {MIN_NIGHT_S:.0f} s needed)"
-        )
-    inside = monolateral[
-        (monolateral["onset_s"] >= start_s) & (monolateral["onset_s"] < stop_s)
-    ].reset_index(drop=True)
-    sleep = _sleep_spans(night)
-    scored_parts = []
-    next_id = {"series_id": 0, "series_id_nonresp": 0}
-    if analyzed_s >= MIN_NIGHT_S:
-        for lo, hi, _ in islands:
-            part = inside[(inside["onset_s"] >= lo) & (inside["onset_s"] < hi)]
-            if not len(part):
-                continue
-            scored = score_leg_movements(
-                part,
-                rules,
-                respiratory=_events(night, ("apnea", "hypopnea")),
-                arousals=_events(night, ("arousal",)),
-                sleep=sleep,
-            )
-            for column in next_id:  # number series through the night, not per island
-                has_series = scored[column] >= 0
-                scored.loc[has_series, column] += next_id[column]
-                if has_series.any():
-                    next_id[column] = int(scored[column].max()) + 1
-            scored_parts.append(scored)
-    events = (
-        pd.concat(scored_parts, ignore_index=True)
-        if scored_parts
-        else score_leg_movements(inside.iloc[:0], rules)
-    )
-    # sleep time counts recorded time only: the spans, not the islands with their holes
-    sleep_s, wake_s = _sleep_wake_time(sleep, _coverage(covered, start_s, stop_s, 0.0))
-    if analyzed_s > 0:
-        indices = summarize(events, analyzed_s, sleep_s=sleep_s, wake_s=wake_s)
-    else:  # no data in the window: the counts are 0 and every index NaN (below)
-        indices = {**summarize(events, 1.0), "analyzed_h": 0.0, "sleep_h": 0.0, "wake_h": 0.0}
-    indices["analyzed_hours"] = analyzed_s / 3600
-    if all(q.get("flat") for q in sensor_quality.values()):
-        flags.append("no sensor gave a usable signal: the indices are unknown, not zero")
-    if analyzed_s < MIN_NIGHT_S or all(q.get("flat") for q in sensor_quality.values()):
-        for key, value in indices.items():
-            if key.endswith("_index") and isinstance(value, float):
-                indices[key] = float("nan")
-        indices["severity_band"] = "unknown"
-        indices["abnormal"] = False
+    _analysis_window(night, window, [])  # an empty window is told before a bad sensor
+    prepared = PreparedNight(night)
+    result = prepared.scores(detection, rules, window)
+    events = result.events
+    start_s, stop_s = result.window_s
     return NightAnalysis(
         events=events,
         series=plm_series(events),
-        monolateral=monolateral.reset_index(drop=True),
-        indices=indices,
+        monolateral=result.monolateral.reset_index(drop=True),
+        indices=result.indices,
         histograms=imi_histograms(events),
-        quality={"flags": flags, "sensors": sensor_quality},
+        quality=prepared.quality(detection, window, result.analyzed_s),
         parameters={
             "rules_preset": preset,
             "detection": detection.to_dict(),
@@ -316,6 +259,321 @@ def analyze(
             "meta": dict(night.meta),
         },
     )
+
+
+# -- one night, prepared once ----------------------------------------------------------
+@dataclass
+class _SensorInput:
+    """What one ankle gives before any parameter comes in: its gap- and NaN-free
+    stretches on the night's clock and the parameter-free signal checks."""
+
+    side: str
+    fs_hz: float
+    stretches: list[tuple[int, int, float]]  # first sample, stop sample, t0 (s)
+    spans: list[tuple[float, float]]  # the stretches' time spans (s)
+    acc_g: np.ndarray
+    gyro_dps: np.ndarray | None
+    range_g: Any
+    flags: list[str]  # the findings that no parameter changes, in order
+    checks: dict[str, Any]  # flat, median_magnitude_g, clipped_fraction
+
+    @property
+    def flat(self) -> bool:
+        return bool(self.checks.get("flat"))
+
+
+@dataclass
+class NightScores:
+    """What one parameter set gives on a night: as :func:`analyze` reports it.
+
+    ``monolateral`` is the detector's LMs of every ankle sorted by onset (its index is
+    not reset); ``window_s`` the analysis window; ``analyzed_s`` the recorded time in
+    it.
+    """
+
+    events: pd.DataFrame
+    indices: dict[str, Any]
+    window_s: tuple[float, float]
+    monolateral: pd.DataFrame
+    analyzed_s: float = 0.0
+
+
+class PreparedNight:
+    """A night with the work that no parameter changes done once: the core of
+    :func:`analyze`, reusable across parameter sets (:mod:`pmld.sweep`).
+
+    :meth:`scores` gives the events and indices of :func:`analyze` for any parameters,
+    computing the activity signal and resting floor once per distinct value of
+    :data:`pmld.detect.PREPROCESSING_PARAMS`, the detection once per detection
+    parameter set and the analysis window once per window.
+
+    Parameters
+    ----------
+    night : Night
+
+    Raises
+    ------
+    UsageError
+        A sensor with irregular timestamps.
+    """
+
+    def __init__(self, night: Night):
+        self.night = night
+        self._sensors = [self._sensor_input(sensor) for sensor in night.sensors]
+        self._sleep = _sleep_spans(night)
+        self._respiratory = _events(night, ("apnea", "hypopnea"))
+        self._arousals = _events(night, ("arousal",))
+        self._activity: dict[tuple, list] = {}
+        self._detected: dict[DetectionParams, tuple[pd.DataFrame, list]] = {}
+        self._windows: dict[tuple, tuple] = {}
+        self._parts_cache: dict[tuple, tuple] = {}
+
+    def _sensor_input(self, sensor: Sensor) -> _SensorInput:
+        """Split one ankle at its gaps and NaN samples (NaN samples are missing data)."""
+        if not sensor.is_uniform:
+            raise UsageError(
+                f"the {sensor.side} sensor has irregular timestamps; import it with "
+                "resampling (pmld import) before analysis"
+            )
+        acc = sensor.acc_g
+        flags: list[str] = []
+        # One summed pass finds any NaN or inf; only then look for the rows.
+        if np.isfinite(acc.sum()):
+            nan_rows, n_nan = None, 0
+        else:
+            nan_rows = ~np.isfinite(acc).all(axis=1)
+            n_nan = int(nan_rows.sum())
+        if n_nan:
+            flags.append(f"{sensor.side}: {n_nan} samples with NaN treated as missing data")
+        bounds = []
+        for first, stop in sensor.segments():
+            if n_nan:
+                bad = np.flatnonzero(nan_rows[first:stop]) + first
+                cuts = np.concatenate([[first - 1], bad, [stop]])
+                for lo, hi in zip(cuts[:-1] + 1, cuts[1:], strict=True):
+                    if hi > lo:
+                        bounds.append((int(lo), int(hi)))
+            else:
+                bounds.append((first, stop))
+        offset = self.night.offset_s(sensor)
+        fs = sensor.fs_hz
+        starts = sensor.grid_index(np.array([first for first, _ in bounds], dtype=np.int64))
+        stretches, spans = [], []
+        for (first, stop), grid_start in zip(bounds, starts, strict=True):
+            t0 = grid_start / fs + offset
+            spans.append((t0, t0 + (stop - first) / fs))
+            stretches.append((first, stop, t0))
+        checks: dict[str, Any] = {}
+        _signal_checks(sensor, acc[~nan_rows] if n_nan else acc, flags, checks)
+        return _SensorInput(
+            sensor.side, fs, stretches, spans, acc, sensor.gyro_dps,
+            sensor.device.get("range_g"), flags, checks,
+        )
+
+    def preprocess(self, detection: DetectionParams) -> list:
+        """Activity signals and resting floor of each sensor for these parameters
+        (computed on the first call for each :data:`PREPROCESSING_PARAMS` value)."""
+        key = tuple(getattr(detection, name) for name in PREPROCESSING_PARAMS)
+        if key not in self._activity:
+            prepared = []
+            for sensor in self._sensors:
+                activities = [
+                    (
+                        t0,
+                        activity_signal(
+                            sensor.acc_g[first:stop],
+                            sensor.fs_hz,
+                            detection,
+                            gyro_dps=None if sensor.gyro_dps is None
+                            else sensor.gyro_dps[first:stop],
+                        ),
+                    )
+                    for first, stop, t0 in sensor.stretches
+                ]
+                all_activity = (
+                    np.concatenate([a.activity_g for _, a in activities])
+                    if activities
+                    else np.zeros(0)
+                )
+                prepared.append((activities, resting_floor(all_activity, detection)))
+            self._activity[key] = prepared
+        return self._activity[key]
+
+    def _detection(self, detection: DetectionParams) -> tuple[pd.DataFrame, list]:
+        """The monolateral LMs, and per sensor its floor, thresholds and LM count."""
+        if detection not in self._detected:
+            tables, per_sensor = [], []
+            for sensor, (activities, floor) in zip(
+                self._sensors, self.preprocess(detection), strict=True
+            ):
+                onset_g, offset_g = thresholds(floor, detection)
+                count = 0
+                if not sensor.flat:
+                    for t0, activity in activities:
+                        lms = find_leg_movements(activity, onset_g, offset_g, detection)
+                        if len(lms):
+                            lms["onset_s"] = lms["onset_s"].to_numpy() + t0
+                            lms["offset_s"] = lms["offset_s"].to_numpy() + t0
+                            lms["side"] = sensor.side
+                            tables.append(lms)
+                            count += len(lms)
+                per_sensor.append((floor, onset_g, offset_g, count))
+            if not tables:
+                lms = empty_lm_table().assign(side=pd.Series(dtype=object))
+            else:
+                lms = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+                onset = lms["onset_s"].to_numpy()
+                if (np.diff(onset) < 0).any():  # two ankles (one's stretches are in order)
+                    lms = lms.iloc[np.argsort(onset, kind="stable")].reset_index(drop=True)
+            self._detected[detection] = (lms, per_sensor)
+        return self._detected[detection]
+
+    def detect(self, detection: DetectionParams) -> pd.DataFrame:
+        """The monolateral LMs of every sensor, sorted by onset (``side`` column)."""
+        return self._detection(detection)[0]
+
+    def clear(self) -> None:
+        """Forget the activity signals and detections computed so far (the sweep does
+        so after each preprocessing group, so that a worker holds one group at a time)."""
+        self._activity.clear()
+        self._detected.clear()
+        self._parts_cache.clear()
+
+    def _window(self, window: WindowParams) -> tuple:
+        """The analysis window, its islands and the time analysed and asleep (once per
+        distinct window)."""
+        key = (window.lights_off_s, window.lights_on_s, window.break_gap_s)
+        if key not in self._windows:
+            start_s, stop_s = _analysis_window(self.night, window, [])
+            covered = [sensor.spans for sensor in self._sensors]
+            islands = _coverage(covered, start_s, stop_s, window.break_gap_s)
+            # sleep time counts recorded time only: the spans, not the islands with holes
+            sleep_wake = _sleep_wake_time(self._sleep, _coverage(covered, start_s, stop_s, 0.0))
+            self._windows[key] = (start_s, stop_s, islands, sleep_wake)
+        return self._windows[key]
+
+    def _parts(self, detection: DetectionParams, window: WindowParams, lean: bool):
+        """The LMs inside the window, and those of each island that has any."""
+        start_s, stop_s, islands, _ = self._window(window)
+        key = (detection, start_s, stop_s, window.break_gap_s, lean)
+        if key not in self._parts_cache:
+            monolateral = self.detect(detection)
+            onset = monolateral["onset_s"]
+            inside = monolateral[(onset >= start_s) & (onset < stop_s)].reset_index(drop=True)
+            if lean:
+                inside = inside[["onset_s", "offset_s", "side", "kind"]]
+            parts = []
+            for lo, hi, _ in islands:
+                part = inside[(inside["onset_s"] >= lo) & (inside["onset_s"] < hi)]
+                if len(part):
+                    parts.append(part)
+            self._parts_cache[key] = (inside, parts)
+        return self._parts_cache[key]
+
+    @property
+    def _all_flat(self) -> bool:
+        return all(sensor.flat for sensor in self._sensors)
+
+    def scores(
+        self,
+        detection: DetectionParams | None = None,
+        rules: ScoringRules | None = None,
+        window: WindowParams | None = None,
+        *,
+        lean: bool = False,
+    ) -> NightScores:
+        """Events and indices with these parameters, equal to those of
+        ``analyze(night, rules, detection=detection, window=window)``.
+
+        ``lean=True`` scores the LMs without the detector's amplitude columns and leaves
+        the tables' ``attrs`` empty: the same rows with the same values in
+        :data:`pmld.score.SCORED_COLUMNS` and the same indices (the amplitudes only
+        break ties between identical movements, which one detector never gives), in
+        about half the time. The sweep uses it.
+        """
+        detection = detection or DetectionParams()
+        rules = rules or ScoringRules()
+        window = window or WindowParams()
+        monolateral = self.detect(detection)
+        start_s, stop_s, islands, (sleep_s, wake_s) = self._window(window)
+        analyzed_s = float(sum(cov for _, _, cov in islands))
+        inside, parts = self._parts(detection, window, lean)
+        scored_parts = []
+        next_id = {"series_id": 0, "series_id_nonresp": 0}
+        if analyzed_s >= MIN_NIGHT_S:
+            for part in parts:
+                scored = score_leg_movements(
+                    part,
+                    rules,
+                    respiratory=self._respiratory,
+                    arousals=self._arousals,
+                    sleep=self._sleep,
+                )
+                if lean:
+                    scored.attrs.clear()
+                for column in next_id:  # number series through the night, not per island
+                    series = scored[column].to_numpy()
+                    if next_id[column]:
+                        series = np.where(series >= 0, series + next_id[column], series)
+                        scored[column] = series
+                    if (series >= 0).any():
+                        next_id[column] = int(series.max()) + 1
+                scored_parts.append(scored)
+        if len(scored_parts) == 1 and lean:
+            events = scored_parts[0]
+        elif scored_parts:
+            events = pd.concat(scored_parts, ignore_index=True)
+        else:
+            events = score_leg_movements(inside.iloc[:0], rules)
+            if lean:
+                events.attrs.clear()
+        if analyzed_s > 0:
+            indices = summarize(events, analyzed_s, sleep_s=sleep_s, wake_s=wake_s)
+        else:  # no data in the window: the counts are 0 and every index NaN (below)
+            indices = {
+                **summarize(events, 1.0), "analyzed_h": 0.0, "sleep_h": 0.0, "wake_h": 0.0
+            }
+        indices["analyzed_hours"] = analyzed_s / 3600
+        if analyzed_s < MIN_NIGHT_S or self._all_flat:
+            for key, value in indices.items():
+                if key.endswith("_index") and isinstance(value, float):
+                    indices[key] = float("nan")
+            indices["severity_band"] = "unknown"
+            indices["abnormal"] = False
+        return NightScores(events, indices, (start_s, stop_s), monolateral, analyzed_s)
+
+    def quality(
+        self, detection: DetectionParams, window: WindowParams, analyzed_s: float
+    ) -> dict[str, Any]:
+        """:attr:`NightAnalysis.quality`: the flags (each ankle's in turn, then the
+        night's) and each ankle's floor, thresholds, signal checks and LM count."""
+        flags: list[str] = []
+        sensors = {}
+        for sensor, (floor, onset_g, offset_g, count) in zip(
+            self._sensors, self._detection(detection)[1], strict=True
+        ):
+            flags.extend(sensor.flags)
+            clipped = sensor.checks.get("clipped_fraction")
+            if clipped is not None and clipped > window.clip_fraction:
+                flags.append(
+                    f"{sensor.side}: {clipped:.1%} of samples at the sensor's range of "
+                    f"+-{float(sensor.range_g):g} g (clipped)"
+                )
+            sensors[sensor.side] = {
+                "floor_g": floor,
+                "onset_threshold_g": onset_g,
+                "offset_threshold_g": offset_g,
+                **sensor.checks,
+                "lm_count": count,
+            }
+        if analyzed_s < MIN_NIGHT_S:
+            flags.append(
+                f"too short to analyse: {analyzed_s:.0f} s of data in the window "
+                f"(at least {MIN_NIGHT_S:.0f} s needed)"
+            )
+        if self._all_flat:
+            flags.append("no sensor gave a usable signal: the indices are unknown, not zero")
+        return {"flags": flags, "sensors": sensors}
 
 
 def _analysis_window(night: Night, window: WindowParams, flags: list[str]) -> tuple[float, float]:
@@ -360,73 +618,9 @@ def _lights(night: Night, label: str, *, first: bool) -> float | None:
     return float(onsets.min() if first else onsets.max())
 
 
-def _detect_sensor(night, sensor: Sensor, params, window, flags):
-    """Detect LMs on one ankle across its gap-free stretches.
-
-    Returns the LMs (times in s from the night's start), the covered spans, and
-    quality figures. NaN samples are treated as missing data.
-    """
-    quality: dict[str, Any] = {}
-    if not sensor.is_uniform:
-        raise UsageError(
-            f"the {sensor.side} sensor has irregular timestamps; import it with "
-            "resampling (pmld import) before analysis"
-        )
-    offset = night.offset_s(sensor)
-    fs = sensor.fs_hz
-    acc = sensor.acc_g
-    stretches = []
-    # One summed pass finds any NaN or inf; only then look for the rows.
-    if np.isfinite(acc.sum()):
-        nan_rows, n_nan = None, 0
-    else:
-        nan_rows = ~np.isfinite(acc).all(axis=1)
-        n_nan = int(nan_rows.sum())
-    if n_nan:
-        flags.append(f"{sensor.side}: {n_nan} samples with NaN treated as missing data")
-    for first, stop in sensor.segments():
-        if n_nan:
-            bad = np.flatnonzero(nan_rows[first:stop]) + first
-            cuts = np.concatenate([[first - 1], bad, [stop]])
-            for lo, hi in zip(cuts[:-1] + 1, cuts[1:], strict=True):
-                if hi > lo:
-                    stretches.append((int(lo), int(hi)))
-        else:
-            stretches.append((first, stop))
-    activities = []
-    spans = []
-    starts = sensor.grid_index(np.array([first for first, _ in stretches], dtype=np.int64))
-    for (first, stop), grid_start in zip(stretches, starts, strict=True):
-        t0 = grid_start / fs + offset
-        spans.append((t0, t0 + (stop - first) / fs))
-        activity = activity_signal(
-            acc[first:stop],
-            fs,
-            params,
-            gyro_dps=None if sensor.gyro_dps is None else sensor.gyro_dps[first:stop],
-        )
-        activities.append((t0, activity))
-    all_activity = (
-        np.concatenate([a.activity_g for _, a in activities]) if activities else np.zeros(0)
-    )
-    floor = resting_floor(all_activity, params)
-    onset_g, offset_g = thresholds(floor, params)
-    quality.update(floor_g=floor, onset_threshold_g=onset_g, offset_threshold_g=offset_g)
-    _signal_checks(sensor, acc[~nan_rows] if n_nan else acc, window, flags, quality)
-    tables = []
-    if not quality.get("flat"):
-        for t0, activity in activities:
-            lms = find_leg_movements(activity, onset_g, offset_g, params)
-            if len(lms):
-                lms["onset_s"] += t0
-                lms["offset_s"] += t0
-                tables.append(lms)
-    lms = pd.concat(tables, ignore_index=True) if tables else empty_lm_table()
-    quality["lm_count"] = int(len(lms))
-    return lms, spans, quality
-
-
-def _signal_checks(sensor: Sensor, acc: np.ndarray, window, flags, quality) -> None:
+def _signal_checks(sensor: Sensor, acc: np.ndarray, flags, quality) -> None:
+    """The findings on a sensor's valid samples that no parameter changes (the clipped
+    fraction's flag depends on ``clip_fraction``: :meth:`PreparedNight.quality`)."""
     side = sensor.side
     if acc.size == 0:
         quality["flat"] = True
@@ -454,13 +648,8 @@ def _signal_checks(sensor: Sensor, acc: np.ndarray, window, flags, quality) -> N
     range_g = sensor.device.get("range_g")
     if range_g:
         at_range = np.abs(sample) >= float(range_g) * 0.999
-        clipped = float(np.mean(at_range.any(axis=1)))  # samples, not axis values
-        quality["clipped_fraction"] = clipped
-        if clipped > window.clip_fraction:
-            flags.append(
-                f"{side}: {clipped:.1%} of samples at the sensor's range of "
-                f"+-{float(range_g):g} g (clipped)"
-            )
+        # samples, not axis values
+        quality["clipped_fraction"] = float(np.mean(at_range.any(axis=1)))
 
 
 def _coverage(covered, start_s, stop_s, break_gap_s) -> list[tuple[float, float, float]]:

@@ -13,12 +13,15 @@ Most of the cost of analysing a night is parameter-independent: reading it and
 computing the activity signal (block statistics, posture baseline, orientation) and the
 resting floor. Those depend only on the detection parameters in
 :data:`pmld.detect.PREPROCESSING_PARAMS`; every other parameter acts in the
-thresholding, the scoring or the comparison. :class:`PreparedNight` does that work once
-per night (once per distinct value when a preprocessing parameter is itself swept) and
-keeps it; each further combination costs the hysteresis thresholding, the scoring and
-the matching only (detection is also reused across combinations that differ only in
-scoring or window parameters). Nights run in parallel in a process pool, each worker
-doing every combination of its night.
+thresholding, the scoring or the comparison. :class:`pmld.pipeline.PreparedNight` (the
+core of :func:`pmld.analyze` itself, so a combination's events and indices are those of
+``analyze`` by construction) does that work once per night (once per distinct value
+when a preprocessing parameter is itself swept) and keeps it; each further combination
+costs the hysteresis thresholding, the scoring and the matching only (detection is also
+reused across combinations that differ only in scoring or window parameters, and the
+reference's LMs are scored once per distinct scoring rules and analysis window,
+:func:`pmld.evaluate.score_reference`). Nights run in parallel in a process pool, each
+worker doing every combination of its night.
 
 Outputs
 -------
@@ -46,29 +49,12 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .detect import (
-    PREPROCESSING_PARAMS,
-    DetectionParams,
-    activity_signal,
-    empty_lm_table,
-    find_leg_movements,
-    resting_floor,
-    thresholds,
-)
+from .detect import PREPROCESSING_PARAMS, DetectionParams
 from .errors import InputError, UsageError
-from .evaluate import DEFAULT_TOLERANCE_S, evaluate_events
+from .evaluate import DEFAULT_TOLERANCE_S, evaluate_events, score_reference
 from .night import Night
-from .pipeline import (
-    MIN_NIGHT_S,
-    WindowParams,
-    _analysis_window,
-    _coverage,
-    _events,
-    _signal_checks,
-    _sleep_spans,
-    _sleep_wake_time,
-)
-from .score import ScoringRules, rules_preset, score_leg_movements, summarize
+from .pipeline import NightScores, PreparedNight, WindowParams, _analysis_window
+from .score import ScoringRules, rules_preset
 
 __all__ = [
     "METRICS",
@@ -80,6 +66,7 @@ __all__ = [
     "SweepPlan",
     "SweepResult",
     "check_output",
+    "evaluate_combination",
     "format_ranked",
     "load_nights",
     "output_paths",
@@ -293,287 +280,54 @@ def plan_sweep(
     return SweepPlan(rules, fixed, canonical_grid, combinations, tuple(failures))
 
 
-# -- one night, prepared once --------------------------------------------------------------
-@dataclass
-class _SensorInput:
-    side: str
-    fs_hz: float
-    stretches: list[tuple[int, int, float]]  # first sample, stop sample, t0 (s)
-    spans: list[tuple[float, float]]
-    flat: bool
-    acc_g: np.ndarray
-    gyro_dps: np.ndarray | None
+# -- one combination on a prepared night ---------------------------------------------------
+def evaluate_combination(
+    prepared: PreparedNight,
+    combination: Combination,
+    reference_lms: pd.DataFrame,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    scored_references: dict | None = None,
+) -> dict[str, Any]:
+    """The :data:`ROW_METRICS` of one combination on a prepared night against the
+    reference's LMs.
 
-
-@dataclass
-class NightScores:
-    """What one parameter set gives on a night: as :func:`pmld.analyze` reports it."""
-
-    events: pd.DataFrame
-    indices: dict[str, Any]
-    window_s: tuple[float, float]
-    monolateral: pd.DataFrame
-
-
-class PreparedNight:
-    """A night with the work that no swept parameter changes done once.
-
-    :meth:`scores` gives the events and indices of :func:`pmld.analyze` for any
-    parameters, bit for bit (``tests/test_sweep.py`` checks it), computing the activity
-    signal and resting floor once per distinct value of
-    :data:`pmld.detect.PREPROCESSING_PARAMS` and the detection once per detection
-    parameter set.
-
-    Parameters
-    ----------
-    night : Night
-
-    Raises
-    ------
-    UsageError
-        A sensor with irregular timestamps (as :func:`pmld.analyze`).
+    ``scored_references``, a dict kept for one night and one ``reference_lms``, holds
+    the reference scored for each distinct scoring rules and analysis window
+    (:func:`pmld.evaluate.score_reference`), so that the combinations that share them
+    score the reference once.
     """
-
-    def __init__(self, night: Night):
-        self.night = night
-        self._sensors = [self._sensor_input(sensor) for sensor in night.sensors]
-        self._sleep = _sleep_spans(night)
-        self._respiratory = _events(night, ("apnea", "hypopnea"))
-        self._arousals = _events(night, ("arousal",))
-        self._activity: dict[tuple, list] = {}
-        self._detected: dict[DetectionParams, pd.DataFrame] = {}
-        self._windows: dict[tuple, tuple] = {}
-        self._parts_cache: dict[tuple, tuple] = {}
-
-    # The steps below are those of pmld.pipeline.analyze and _detect_sensor, split where
-    # the parameters come in; keep them in step with it.
-    def _sensor_input(self, sensor) -> _SensorInput:
-        if not sensor.is_uniform:
-            raise UsageError(
-                f"the {sensor.side} sensor has irregular timestamps; import it with "
-                "resampling (pmld import) before analysis"
+    result = prepared.scores(
+        combination.detection, combination.rules, combination.window, lean=True
+    )
+    hours = result.indices["analyzed_hours"]
+    reference = None
+    if scored_references is not None:
+        key = (combination.rules, result.window_s)
+        reference = scored_references.get(key)
+        if reference is None:
+            reference = score_reference(
+                reference_lms, combination.rules, window_s=result.window_s
             )
-        acc = sensor.acc_g
-        if np.isfinite(acc.sum()):
-            nan_rows, n_nan = None, 0
-        else:
-            nan_rows = ~np.isfinite(acc).all(axis=1)
-            n_nan = int(nan_rows.sum())
-        bounds = []
-        for first, stop in sensor.segments():
-            if n_nan:
-                bad = np.flatnonzero(nan_rows[first:stop]) + first
-                cuts = np.concatenate([[first - 1], bad, [stop]])
-                for lo, hi in zip(cuts[:-1] + 1, cuts[1:], strict=True):
-                    if hi > lo:
-                        bounds.append((int(lo), int(hi)))
-            else:
-                bounds.append((first, stop))
-        offset = self.night.offset_s(sensor)
-        fs = sensor.fs_hz
-        starts = sensor.grid_index(np.array([first for first, _ in bounds], dtype=np.int64))
-        stretches, spans = [], []
-        for (first, stop), grid_start in zip(bounds, starts, strict=True):
-            t0 = grid_start / fs + offset
-            spans.append((t0, t0 + (stop - first) / fs))
-            stretches.append((first, stop, t0))
-        quality: dict[str, Any] = {}
-        _signal_checks(sensor, acc[~nan_rows] if n_nan else acc, WindowParams(), [], quality)
-        return _SensorInput(
-            sensor.side, fs, stretches, spans, bool(quality.get("flat")), acc, sensor.gyro_dps
-        )
-
-    def preprocess(self, detection: DetectionParams) -> list:
-        """Activity signals and resting floor of each sensor for these parameters
-        (computed on the first call for each :data:`PREPROCESSING_PARAMS` value)."""
-        key = tuple(getattr(detection, name) for name in PREPROCESSING_PARAMS)
-        if key not in self._activity:
-            prepared = []
-            for sensor in self._sensors:
-                activities = [
-                    (
-                        t0,
-                        activity_signal(
-                            sensor.acc_g[first:stop],
-                            sensor.fs_hz,
-                            detection,
-                            gyro_dps=None if sensor.gyro_dps is None
-                            else sensor.gyro_dps[first:stop],
-                        ),
-                    )
-                    for first, stop, t0 in sensor.stretches
-                ]
-                all_activity = (
-                    np.concatenate([a.activity_g for _, a in activities])
-                    if activities
-                    else np.zeros(0)
-                )
-                prepared.append((activities, resting_floor(all_activity, detection)))
-            self._activity[key] = prepared
-        return self._activity[key]
-
-    def detect(self, detection: DetectionParams) -> pd.DataFrame:
-        """The monolateral LMs of every sensor, sorted by onset (``side`` column)."""
-        if detection not in self._detected:
-            tables = []
-            for sensor, (activities, floor) in zip(
-                self._sensors, self.preprocess(detection), strict=True
-            ):
-                if sensor.flat:
-                    continue
-                onset_g, offset_g = thresholds(floor, detection)
-                for t0, activity in activities:
-                    lms = find_leg_movements(activity, onset_g, offset_g, detection)
-                    if len(lms):
-                        lms["onset_s"] = lms["onset_s"].to_numpy() + t0
-                        lms["offset_s"] = lms["offset_s"].to_numpy() + t0
-                        lms["side"] = sensor.side
-                        tables.append(lms)
-            if not tables:
-                lms = empty_lm_table().assign(side=pd.Series(dtype=object))
-            else:
-                lms = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
-                onset = lms["onset_s"].to_numpy()
-                if (np.diff(onset) < 0).any():  # two ankles (one's stretches are in order)
-                    lms = lms.iloc[np.argsort(onset, kind="stable")].reset_index(drop=True)
-            self._detected[detection] = lms
-        return self._detected[detection]
-
-    def clear(self) -> None:
-        """Forget the activity signals and detections computed so far (the sweep does
-        so after each preprocessing group, so that a worker holds one group at a time)."""
-        self._activity.clear()
-        self._detected.clear()
-        self._parts_cache.clear()
-
-    def _window(self, window: WindowParams) -> tuple:
-        """The analysis window, its islands and the time analysed and asleep (once per
-        distinct window)."""
-        key = (window.lights_off_s, window.lights_on_s, window.break_gap_s)
-        if key not in self._windows:
-            start_s, stop_s = _analysis_window(self.night, window, [])
-            covered = [sensor.spans for sensor in self._sensors]
-            islands = _coverage(covered, start_s, stop_s, window.break_gap_s)
-            sleep_wake = _sleep_wake_time(self._sleep, _coverage(covered, start_s, stop_s, 0.0))
-            self._windows[key] = (start_s, stop_s, islands, sleep_wake)
-        return self._windows[key]
-
-    def _parts(self, detection: DetectionParams, window: WindowParams, lean: bool):
-        """The LMs inside the window, and those of each island that has any."""
-        start_s, stop_s, islands, _ = self._window(window)
-        key = (detection, start_s, stop_s, window.break_gap_s, lean)
-        if key not in self._parts_cache:
-            monolateral = self.detect(detection)
-            onset = monolateral["onset_s"]
-            inside = monolateral[(onset >= start_s) & (onset < stop_s)].reset_index(drop=True)
-            if lean:
-                inside = inside[["onset_s", "offset_s", "side", "kind"]]
-            parts = []
-            for lo, hi, _ in islands:
-                part = inside[(inside["onset_s"] >= lo) & (inside["onset_s"] < hi)]
-                if len(part):
-                    parts.append(part)
-            self._parts_cache[key] = (inside, parts)
-        return self._parts_cache[key]
-
-    def scores(
-        self,
-        detection: DetectionParams | None = None,
-        rules: ScoringRules | None = None,
-        window: WindowParams | None = None,
-        *,
-        lean: bool = False,
-    ) -> NightScores:
-        """Events and indices with these parameters, equal to those of
-        ``pmld.analyze(night, rules, detection=detection, window=window)``.
-
-        ``lean=True`` scores the LMs without the detector's amplitude columns and leaves
-        the tables' ``attrs`` empty: the same rows with the same values in
-        :data:`pmld.score.SCORED_COLUMNS` and the same indices (the amplitudes only
-        break ties between identical movements, which one detector never gives), in
-        about half the time. The sweep uses it.
-        """
-        detection = detection or DetectionParams()
-        rules = rules or ScoringRules()
-        window = window or WindowParams()
-        monolateral = self.detect(detection)
-        start_s, stop_s, islands, (sleep_s, wake_s) = self._window(window)
-        analyzed_s = float(sum(cov for _, _, cov in islands))
-        inside, parts = self._parts(detection, window, lean)
-        scored_parts = []
-        next_id = {"series_id": 0, "series_id_nonresp": 0}
-        if analyzed_s >= MIN_NIGHT_S:
-            for part in parts:
-                scored = score_leg_movements(
-                    part,
-                    rules,
-                    respiratory=self._respiratory,
-                    arousals=self._arousals,
-                    sleep=self._sleep,
-                )
-                if lean:
-                    scored.attrs.clear()
-                for column in next_id:  # number series through the night, not per island
-                    series = scored[column].to_numpy()
-                    if next_id[column]:
-                        series = np.where(series >= 0, series + next_id[column], series)
-                        scored[column] = series
-                    if (series >= 0).any():
-                        next_id[column] = int(series.max()) + 1
-                scored_parts.append(scored)
-        if len(scored_parts) == 1 and lean:
-            events = scored_parts[0]
-        elif scored_parts:
-            events = pd.concat(scored_parts, ignore_index=True)
-        else:
-            events = score_leg_movements(inside.iloc[:0], rules)
-            if lean:
-                events.attrs.clear()
-        if analyzed_s > 0:
-            indices = summarize(events, analyzed_s, sleep_s=sleep_s, wake_s=wake_s)
-        else:
-            indices = {
-                **summarize(events, 1.0), "analyzed_h": 0.0, "sleep_h": 0.0, "wake_h": 0.0
-            }
-        indices["analyzed_hours"] = analyzed_s / 3600
-        all_flat = all(sensor.flat for sensor in self._sensors)
-        if analyzed_s < MIN_NIGHT_S or all_flat:
-            for key, value in indices.items():
-                if key.endswith("_index") and isinstance(value, float):
-                    indices[key] = float("nan")
-            indices["severity_band"] = "unknown"
-            indices["abnormal"] = False
-        return NightScores(events, indices, (start_s, stop_s), monolateral)
-
-    def evaluate(
-        self,
-        combination: Combination,
-        reference_lms: pd.DataFrame,
-        tolerance_s: float = DEFAULT_TOLERANCE_S,
-    ) -> dict[str, Any]:
-        """The :data:`ROW_METRICS` of one combination against the reference's LMs."""
-        result = self.scores(
-            combination.detection, combination.rules, combination.window, lean=True
-        )
-        hours = result.indices["analyzed_hours"]
-        metrics = evaluate_events(
-            result.events,
-            reference_lms,
-            combination.rules,
-            hours,
-            tolerance_s,
-            window_s=result.window_s,
-        )
-        # the analysis's own index is the official one (NaN when it could not analyse)
-        pmld_index = float(result.indices["plm_index"])
-        difference = pmld_index - metrics["reference_plm_index"]
-        metrics.update(
-            pmld_plm_index=pmld_index,
-            plm_index_difference=difference,
-            plm_index_abs_error=abs(difference),
-            analyzed_hours=hours,
-        )
-        return {name: metrics[name] for name in ROW_METRICS}
+            scored_references[key] = reference
+    metrics = evaluate_events(
+        result.events,
+        reference_lms,
+        combination.rules,
+        hours,
+        tolerance_s,
+        window_s=result.window_s,
+        reference_scored=reference,
+    )
+    # the analysis's own index is the official one (NaN when it could not analyse)
+    pmld_index = float(result.indices["plm_index"])
+    difference = pmld_index - metrics["reference_plm_index"]
+    metrics.update(
+        pmld_plm_index=pmld_index,
+        plm_index_difference=difference,
+        plm_index_abs_error=abs(difference),
+        analyzed_hours=hours,
+    )
+    return {name: metrics[name] for name in ROW_METRICS}
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -607,6 +361,7 @@ def _sweep_one(task: _NightTask) -> tuple[pd.DataFrame, dict[str, float]]:
     prepared = PreparedNight(night)
     initialised = time.perf_counter()
     preprocess_s = 0.0
+    references: dict = {}  # the reference scored once per rules and window
     rows = []
     groups: dict[tuple, list[Combination]] = {}
     for combination in task.plan.combinations:
@@ -618,7 +373,9 @@ def _sweep_one(task: _NightTask) -> tuple[pd.DataFrame, dict[str, float]]:
         t2 = time.perf_counter()
         preprocess_s += t2 - t1
         for combination in members:
-            row = prepared.evaluate(combination, task.night.reference_lms, task.tolerance_s)
+            row = evaluate_combination(
+                prepared, combination, task.night.reference_lms, task.tolerance_s, references
+            )
             rows.append({"combination": combination.index, **row})
         combinations_s += time.perf_counter() - t2
         prepared.clear()
@@ -942,18 +699,19 @@ def _night_name(path: Path) -> str:
 def _open_inputs(item: tuple) -> tuple[pd.DataFrame, dict[str, str], str | None]:
     """Read a night and its reference, align them, return the reference's LMs; check
     that the night has each analysis window."""
+    from .evaluate import open_reference
     from .io.nightfile import open_night
-    from .io.reference import align_reference, read_reference, reference_lms
+    from .io.reference import align_reference, reference_lms
     from .provenance import file_sha256
 
-    night_path, reference_path, windows = item
+    night_path, reference_path, windows, options = item
     night, notice = open_night(night_path)
     for window in windows:
         try:
             _analysis_window(night, window, [])
         except UsageError as error:
             raise UsageError(f"{night_path}: {error}") from None
-    reference = read_reference(reference_path)
+    reference = open_reference(reference_path, **options)
     lms = reference_lms(align_reference(reference, night))
     if not len(lms):
         raise InputError(
@@ -984,6 +742,7 @@ def load_nights(
     jobs: int = 1,
     plan: SweepPlan | None = None,
     notice: Callable[[str], None] | None = None,
+    reference_options: Mapping[str, Any] | None = None,
 ) -> list[SweepNight]:
     """Find, read and align every night's reference; check every night opens.
 
@@ -1000,6 +759,11 @@ def load_nights(
         Checked too: each of its analysis windows must lie in every night.
     notice : callable, optional
         Receives notices (a night rebuilt from its recording journal).
+    reference_options : mapping, optional
+        How to read the references: ``offset_s``, ``start_utc``, ``label_map``,
+        ``on_unknown`` of :func:`pmld.evaluate.open_reference` (``pmld sweep --offset``,
+        ``--reference-start``, ``--map``, ``--ignore-unknown``), the same for every
+        reference.
 
     Returns
     -------
@@ -1045,7 +809,8 @@ def load_nights(
     else:
         pairs = [(path, Path(find_reference(path, reference))) for path in paths]
     windows = tuple(dict.fromkeys(c.window for c in plan.combinations)) if plan else ()
-    items = [(night, ref, windows) for night, ref in pairs]
+    options = dict(reference_options or {})
+    items = [(night, ref, windows, options) for night, ref in pairs]
     if jobs > 1 and len(items) > 1:
         opened = _pool_map_ordered(_open_inputs, items, jobs)
     else:

@@ -39,6 +39,7 @@ from pmld.evaluate import (
     plm_agreement,
     pooled_metrics,
     read_reference_lms,
+    score_reference,
 )
 from pmld.io.summary import read_summary
 from pmld.simulate import simulate_night, truth_table
@@ -416,6 +417,69 @@ def test_evaluate_events_by_hand():
     assert given_index["reference_plm_source"] == "given"
     # without a window the 900 s LM is a miss
     assert evaluate_events(detected, reference, "wasm2016", 0.2)["n_reference"] == 6
+
+
+def assert_same_metrics(mine: dict, theirs: dict) -> None:
+    assert list(mine) == list(theirs)
+    for key, value in theirs.items():
+        if isinstance(value, float) and math.isnan(value):
+            assert isinstance(mine[key], float) and math.isnan(mine[key]), key
+        else:
+            assert type(mine[key]) is type(value) and mine[key] == value, key
+
+
+def test_a_reference_scored_once_gives_the_same_metrics_as_scoring_it_each_time():
+    night = simulate_night("bilateral", hours=0.5, seed=21, fs_hz=50.0)
+    truth = truth_table(night)
+    truth = truth[truth["kind"] != "posture"]
+    reference = truth[["onset_s", "offset_s", "side"]].reset_index(drop=True)
+    marked = reference.assign(plm=np.arange(len(reference)) % 3 > 0)  # its own PLM marks
+    no_side = reference[["onset_s", "offset_s"]]
+    for rules, window in itertools.product(
+        ["wasm2016", "aasm", pmld.rules_preset("wasm2016", min_imi_s=5.0)],
+        [None, (120.0, 1500.0)],
+    ):
+        result = pmld.analyze(night, rules)
+        for ref in (reference, marked, no_side):
+            scored = score_reference(ref, rules, window_s=window)
+            for detected in (result.events, result.monolateral):  # scored, or LMs to score
+                for index in (None, 7.5):
+                    expected = assess_events(
+                        detected, ref, rules, 0.4, window_s=window, reference_plm_index=index
+                    )
+                    once = assess_events(
+                        detected, ref, rules, 0.4, window_s=window, reference_plm_index=index,
+                        reference_scored=scored,
+                    )
+                    assert_same_metrics(once.metrics, expected.metrics)
+                    assert_same_metrics(once.events.to_dict(), expected.events.to_dict())
+                    assert_same_metrics(once.plm.to_dict(), expected.plm.to_dict())
+                mine = evaluate_events(
+                    detected, ref, rules, 0.4, window_s=window, reference_scored=scored
+                )
+                assert_same_metrics(
+                    mine, evaluate_events(detected, ref, rules, 0.4, window_s=window)
+                )
+        assert expected.metrics["n_reference"] > 20
+
+
+def test_a_reference_scored_with_other_rules_or_window_is_refused():
+    reference = lms([0, 20, 40, 60, 200, 900])
+    detected = lms([0.2, 20.2, 40.2])
+    scored = score_reference(reference, "wasm2016", window_s=(0, 720))
+    # the same rules and window in another form are the same
+    evaluate_events(detected, reference, pmld.rules_preset("wasm2016"), 0.2, window_s=[0, 720],
+                    reference_scored=scored)
+    with pytest.raises(UsageError, match="other rules"):
+        evaluate_events(detected, reference, "aasm", 0.2, window_s=(0, 720),
+                        reference_scored=scored)
+    with pytest.raises(UsageError, match="window"):
+        evaluate_events(detected, reference, "wasm2016", 0.2, reference_scored=scored)
+    with pytest.raises(UsageError, match="score_reference"):
+        evaluate_events(detected, reference, "wasm2016", 0.2, window_s=(0, 720),
+                        reference_scored=reference)
+    with pytest.raises(InputError, match="row 1: offset_s"):
+        score_reference(events((0, 1), (5, 4)))
 
 
 def test_pooled_metrics_add_the_nights():

@@ -20,7 +20,7 @@ import pytest
 
 from pmld.detect import PREPROCESSING_PARAMS, DetectionParams, activity_signal, resting_floor
 from pmld.errors import UsageError
-from pmld.evaluate import event_agreement
+from pmld.evaluate import event_agreement, score_reference
 from pmld.io.raw import write_raw
 from pmld.night import Night, Sensor, make_annotations
 from pmld.pipeline import analyze
@@ -30,6 +30,8 @@ from pmld.sweep import (
     ROW_METRICS,
     PreparedNight,
     SweepNight,
+    evaluate_combination,
+    load_nights,
     plan_sweep,
     rank_combinations,
     read_sweep_metadata,
@@ -167,7 +169,7 @@ def test_a_sweep_row_is_analyze_plus_event_agreement():
 
 
 def test_the_activity_signal_is_computed_once_per_preprocessing_value(monkeypatch):
-    import pmld.sweep
+    import pmld.pipeline
 
     calls = []
 
@@ -175,7 +177,7 @@ def test_the_activity_signal_is_computed_once_per_preprocessing_value(monkeypatc
         calls.append(args[2])
         return activity_signal(*args, **kwargs)
 
-    monkeypatch.setattr(pmld.sweep, "activity_signal", counting)
+    monkeypatch.setattr(pmld.pipeline, "activity_signal", counting)
     night = one_ankle()
     grid = {
         "onset_min_g": [0.01, 0.015, 0.02],
@@ -189,6 +191,38 @@ def test_the_activity_signal_is_computed_once_per_preprocessing_value(monkeypatc
     assert len(result.table) == 24
     assert len(calls) == 2  # one stretch, two values of smooth_s
     assert sorted(p.smooth_s for p in calls) == [0.3, 0.5]
+
+
+def same_value(mine, theirs) -> bool:
+    if isinstance(theirs, float) and np.isnan(theirs):
+        return bool(np.isnan(mine))
+    return mine == theirs
+
+
+def test_the_reference_is_scored_once_per_rules_and_window(monkeypatch):
+    import pmld.sweep
+
+    calls = []
+
+    def counting(reference, rules, *, window_s):
+        calls.append((rules, window_s))
+        return score_reference(reference, rules, window_s=window_s)
+
+    monkeypatch.setattr(pmld.sweep, "score_reference", counting)
+    night = one_ankle()
+    ref = reference_lms(night)
+    grid = {"onset_min_g": [0.01, 0.015], "min_imi_s": [5, 10], "lights_on_s": [1500.0, 1700.0]}
+    plan = plan_sweep(grid)
+    result = run_sweep([SweepNight("a", night, ref)], plan)
+    assert len(calls) == 4 and len(set(calls)) == 4  # 2 rules x 2 windows, 8 combinations
+    # the same rows as scoring the reference in every combination
+    prepared = PreparedNight(night)
+    for combination in plan.combinations:
+        expected = evaluate_combination(prepared, combination, ref)
+        row = result.table[result.table["combination"] == combination.index].iloc[0]
+        for name in ROW_METRICS:
+            assert same_value(row[name], expected[name]), name
+    assert len(calls) == 4
 
 
 def test_no_other_detection_parameter_changes_the_activity_or_the_floor():
@@ -455,6 +489,69 @@ def test_cli_errors_are_one_line_with_exit_2(files, args, words, capsys, monkeyp
     for word in words:
         assert word in lines[0]
     assert not (files / "bad.parquet").exists()
+
+
+def test_cli_reads_references_with_the_options_of_pmld_evaluate(files, capsys, monkeypatch):
+    """--offset, --reference-start, --map and --ignore-unknown reach the reference reader
+    as in pmld evaluate: references on another clock with their own labels give the same
+    table as the plain ones."""
+    from pmld.cli import main
+
+    other = files / "other"
+    other.mkdir(exist_ok=True)
+    for name in ("n1", "n2"):  # 30 s late, LMs labelled Kick, and a label pmld does not know
+        table = pd.read_csv(files / "refs" / f"{name}_events.tsv", sep="\t")
+        table["onset"] = table["onset"] + 30.0
+        table["trial_type"] = "Kick"
+        extra = pd.DataFrame(
+            {"onset": [40.0], "duration": [1.0], "trial_type": ["Unicorn"], "side": ["left"]}
+        )
+        pd.concat([table, extra]).to_csv(
+            other / f"{name}_events.tsv", sep="\t", index=False, float_format="%.3f"
+        )
+    monkeypatch.chdir(files)
+    sweep = ["sweep", "n1.h5", "n2.h5", "--grid", "onset_min_g=0.01,0.02"]
+    options = ["--reference", "other", "--map", "Kick=lm", "--ignore-unknown"]
+    assert main([*sweep, "--reference", "refs", "-o", "plain.csv"]) == 0
+    assert main([*sweep, *options, "--offset", "-30", "-o", "offset.csv"]) == 0
+    start = "2026-01-05T22:29:30+00:00"  # the nights start at 22:30:00
+    assert main([*sweep, *options, "--reference-start", start, "-o", "start.csv"]) == 0
+    capsys.readouterr()
+    plain = pd.read_csv(files / "plain.csv")
+    counts = ["n_detected", "n_reference", "matched"]
+    for name in ("offset.csv", "start.csv"):
+        table = pd.read_csv(files / name)
+        pd.testing.assert_frame_equal(table[counts], plain[counts])
+        np.testing.assert_allclose(table[list(ROW_METRICS)], plain[list(ROW_METRICS)],
+                                   rtol=1e-5, atol=1e-3)
+    assert (plain["n_reference"] >= 10).all()
+
+    # the same through the Python API
+    plan = plan_sweep({"onset_min_g": [0.01]})
+    mine = load_nights([files / "n1.h5"], files / "other", plan=plan, reference_options={
+        "offset_s": -30.0, "label_map": {"Kick": "lm"}, "on_unknown": "ignore",
+    })
+    theirs = load_nights([files / "n1.h5"], files / "refs", plan=plan)
+    np.testing.assert_allclose(
+        mine[0].reference_lms[["onset_s", "offset_s"]],
+        theirs[0].reference_lms[["onset_s", "offset_s"]],
+        atol=2e-3,
+    )
+
+    # without the options, or with bad ones: one line, exit 2, nothing written
+    for args, words in [
+        (["--reference", "other"], ["Kick", "--map", "--ignore-unknown"]),
+        ([*options, "--map", "Kick"], ["--map takes LABEL=PMLD_LABEL"]),
+        ([*options, "--offset", "nan"], ["--offset must be a finite number"]),
+        ([*options, "--reference-start", "yesterday"], ["yesterday"]),
+    ]:
+        code = main([*sweep, *args, "-o", "bad.csv"])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("pmld: "), err
+        for word in words:
+            assert word in lines[0]
+        assert not (files / "bad.csv").exists()
 
 
 def test_cli_usage_error_in_a_real_process(files):
