@@ -57,7 +57,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FormatError, InputError, PmldError, UsageError
-from ..night import ANNOTATION_COLUMNS, ANNOTATION_LABELS, Night, as_utc, check_timezone
+from ..night import (
+    ANNOTATION_COLUMNS,
+    ANNOTATION_LABELS,
+    Night,
+    as_utc,
+    check_timezone,
+    empty_annotations,
+)
 from ..provenance import file_sha256
 
 __all__ = [
@@ -334,16 +341,7 @@ def _normalise_label_map(label_map: dict[str, str] | None) -> dict[str, str]:
 
 # -- the result ----------------------------------------------------------------------------
 def _empty_reference_annotations() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "onset_s": pd.Series(dtype="float64"),
-            "duration_s": pd.Series(dtype="float64"),
-            "label": pd.Series(dtype="object"),
-            "side": pd.Series(dtype="object"),
-            "source": pd.Series(dtype="object"),
-            "original": pd.Series(dtype="object"),
-        }
-    )
+    return empty_annotations().assign(original=pd.Series(dtype="object"))
 
 
 def _empty_hypnogram() -> pd.DataFrame:
