@@ -770,11 +770,14 @@ def _run_dask(tasks, jobs, scheduler, done, say) -> None:
                 f"cannot connect to the Dask scheduler at {scheduler}: {error}"
             ) from None
     else:
+        import dask
+
         # Ctrl-C on a terminal reaches the whole process group; only this process should
         # act on it. Worker processes started meanwhile inherit the ignored SIGINT (and
         # ignore it again once up, dask_setup below: the nanny may start new ones). A
-        # Ctrl-C during these few seconds of start-up is lost.
-        with _sigint_ignored():
+        # Ctrl-C during these few seconds of start-up is lost. Without a dashboard nobody
+        # sees Dask's statistical profiles: its sampling (every 10 ms) is switched off.
+        with _sigint_ignored(), dask.config.set({"distributed.worker.profile.enabled": False}):
             cluster = LocalCluster(
                 n_workers=max(1, min(jobs, len(tasks))),
                 threads_per_worker=1,  # one night at a time per worker process

@@ -932,7 +932,16 @@ def test_left_right_mirror_invariance(lms, rules):
     mirrored = score_leg_movements(lms.assign(side=lms["side"].map(swap)), rules)
     scored = score_leg_movements(lms, rules)
     back = {"left": "right", "right": "left", "both": "both", "unknown": "unknown"}
-    pd.testing.assert_frame_equal(scored, mirrored.assign(side=mirrored["side"].map(back)))
+    mirrored = mirrored.assign(side=mirrored["side"].map(back))
+    if scored["onset_s"].duplicated().any():
+        # Two separate LMs starting at the very same instant are ordered by side name (a
+        # documented tie-break), so which one comes "first" for the IMI flips with the
+        # mirror. The events themselves must still be the same.
+        events = ["onset_s", "offset_s", "side", "n_components", "kind", "amplitude"]
+        canon = lambda t: t[events].sort_values(events).reset_index(drop=True)  # noqa: E731
+        pd.testing.assert_frame_equal(canon(scored), canon(mirrored))
+        return
+    pd.testing.assert_frame_equal(scored, mirrored)
 
 
 @PROPERTY
