@@ -1,7 +1,9 @@
-"""The researchers' commands: ``annotate``, ``evaluate``, ``sweep`` and ``batch``.
+"""The researchers' commands: ``annotate``, ``evaluate``, ``sweep``, ``batch``,
+``calibrate``, ``report`` and ``export``.
 
 Each lives in its own module (``pmld.cli_reference``, ``pmld.cli_evaluate``,
-``pmld.cli_sweep``, ``pmld.cli_batch``) with an ``add_parsers(subparsers)``; this module
+``pmld.cli_sweep``, ``pmld.cli_batch``, ``pmld.cli_calibrate``, ``pmld.cli_report``,
+``pmld.cli_export``) with an ``add_parsers(subparsers)``; this module
 adds them all to ``pmld``'s parser. Their heavy imports happen when a command runs.
 """
 
@@ -13,7 +15,17 @@ __all__ = ["add_parsers"]
 
 
 def add_parsers(subparsers: Any) -> None:
-    from . import cli_batch, cli_evaluate, cli_reference, cli_sweep
+    from . import (
+        cli_batch,
+        cli_calibrate,
+        cli_evaluate,
+        cli_export,
+        cli_reference,
+        cli_report,
+        cli_sweep,
+    )
 
-    for module in (cli_reference, cli_evaluate, cli_sweep, cli_batch):
+    for module in (
+        cli_reference, cli_evaluate, cli_sweep, cli_batch, cli_calibrate, cli_report, cli_export
+    ):
         module.add_parsers(subparsers)
