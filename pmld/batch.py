@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import InputError, PmldError, UsageError
+from .night import evening_date
 
 #: Glob (relative to the input directory) of the night files found by default.
 DEFAULT_PATTERN = "**/*.h5"
@@ -87,9 +88,14 @@ COHORT_COLUMNS = {
     "clm_index": "float64",
     "plm_index": "float64",
     "plms_index": "float64",
+    "plmw_index": "float64",
     "periodicity_index": "float64",
     "severity_band": "string",
     "abnormal": "boolean",
+    "sleep_source": "string",
+    "sleep_h": "float64",
+    "wake_h": "float64",
+    "nonwear_h": "float64",
     "flag_count": "Int64",
     "flags": "string",
     "pmld_version": "string",
@@ -106,6 +112,7 @@ _INDEX_KEYS = (
     "clm_index",
     "plm_index",
     "plms_index",
+    "plmw_index",
     "periodicity_index",
     "severity_band",
     "abnormal",
@@ -495,9 +502,14 @@ def read_summary_head(path: str | os.PathLike) -> dict[str, Any] | None:
             attrs = {k: _plain(v) for k, v in h5.attrs.items()}
             indices = {k: _plain(v) for k, v in h5["summary"].attrs.items()}
             flags = json.loads(_plain(h5["quality"].attrs["flags"]))
+            sleep = (
+                {k: _plain(v) for k, v in h5["sleep"].attrs.items()} if "sleep" in h5 else {}
+            )
     except (PmldError, OSError, KeyError, ValueError, TypeError):
         return None
-    return {"attrs": attrs, "indices": indices, "flags": flags}
+    if sleep.get("flags"):
+        flags = [*flags, *json.loads(sleep["flags"])]
+    return {"attrs": attrs, "indices": indices, "flags": flags, "sleep": sleep}
 
 
 def _plain(value):
@@ -546,10 +558,18 @@ def cohort_row(
 
             local = datetime.fromisoformat(start_utc).astimezone(ZoneInfo(zone))
             row["start_local"] = local.isoformat()
-            # the night of the evening it began: a start before noon belongs to the day before
-            row["night_date"] = (local - timedelta(hours=12)).date().isoformat()
+            row["night_date"] = evening_date(
+                datetime.fromisoformat(start_utc), _number(attrs.get("duration_s")), zone
+            )
         except (ValueError, KeyError, OSError):
             pass
+    if attrs.get("night_date"):  # schema 1.1: the importer's or the recording's evening
+        row["night_date"] = attrs["night_date"]
+    sleep = head.get("sleep") or {}
+    if sleep.get("source"):
+        row["sleep_source"] = sleep["source"]
+        for key in ("sleep_h", "wake_h", "nonwear_h"):
+            row[key] = _number(sleep.get(key))
     window_s = _number(attrs.get("window_stop_s")) - _number(attrs.get("window_start_s"))
     analysed_s = _number(indices.get("analyzed_hours")) * 3600
     if window_s > 0 and np.isfinite(analysed_s):

@@ -480,6 +480,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
             **summary.attrs,
             "indices": summary.indices,
             "quality": summary.quality,
+            "sleep": {
+                k: v.to_dict(orient="records") if hasattr(v, "to_dict") else v
+                for k, v in (summary.sleep or {}).items()
+            },
+            "calibration": summary.calibration,
         }
         if args.events:
             out["events"] = summary.events.to_dict(orient="records")
@@ -503,12 +508,60 @@ def format_show(summary, events: bool = False) -> str:
         f"  input      {a.get('input_sha256')}",
         f"  created    {a.get('created_utc')}",
     ]
-    for flag in summary.quality.get("flags", []):
+    if a.get("night_date"):
+        lines.insert(2, f"  night of   {a['night_date']} (the evening's local date)")
+    sleep = summary.sleep or {}
+    if sleep.get("source"):
+        lines.insert(-2, _format_sleep(sleep, i))
+    for calibration in summary.calibration or []:
+        lines.insert(-2, _format_calibration(calibration))
+    for flag in [*summary.quality.get("flags", []), *sleep.get("flags", [])]:
         lines.append(f"  ! {flag}")
     if events:
         cols = ["onset_s", "offset_s", "side", "kind", "candidate", "imi_s", "plm", "series_id"]
         lines.append(summary.events[[c for c in cols if c in summary.events]].to_string())
     return "\n".join(lines)
+
+
+def _format_sleep(sleep: dict, indices: dict) -> str:
+    source = {
+        "annotations": "from the annotations",
+        "estimate": "estimated from the ankle",
+        "none": "not known: the whole window counted as sleep",
+    }.get(str(sleep.get("source")), str(sleep.get("source")))
+    text = f"  sleep      {source}"
+    if sleep.get("source") != "none":
+        text += (
+            f"; {_number(sleep.get('sleep_h')):.2f} h asleep, "
+            f"{_number(sleep.get('wake_h')):.2f} h awake; "
+            f"PLMS {_number(indices.get('plms_index')):.1f}/h, "
+            f"PLMW {_number(indices.get('plmw_index')):.1f}/h"
+        )
+    onset, offset = _number(sleep.get("period_onset_s")), _number(sleep.get("period_offset_s"))
+    if onset == onset and offset == offset:  # not NaN
+        text += f"; sleep period {_hms(onset)}-{_hms(offset)} from the start"
+    if _number(sleep.get("nonwear_h")) > 0:
+        text += f"; not worn {_number(sleep.get('nonwear_h')):.2f} h"
+    return text
+
+
+def _format_calibration(calibration: dict) -> str:
+    side = calibration.get("side") or "sensor"
+    status = calibration.get("status", "?")
+    text = f"  calibrated {side}: {status}"
+    before, after = (_number(calibration.get(k)) for k in ("error_before_g", "error_after_g"))
+    if after == after:
+        text += f" (error {before * 1000:.1f} -> {after * 1000:.1f} mg)"
+    if calibration.get("reason"):
+        text += f"; {calibration['reason']}"
+    return text
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def describe_night(night) -> dict:

@@ -385,6 +385,18 @@ class Night:
             pd.concat([self.annotations, frame], ignore_index=True)
         )
 
+    @property
+    def night_date(self) -> str:
+        """The local date of the evening this night belongs to (``YYYY-MM-DD``).
+
+        ``meta["night_date"]`` when the importer set it (a multi-day device file cut
+        into noon-to-noon nights), else :func:`evening_date` of the recording.
+        """
+        given = self.meta.get("night_date")
+        if given:
+            return str(given)
+        return evening_date(self.start_utc, self.duration_s, self.timezone)
+
     def __repr__(self) -> str:
         parts = ", ".join(
             f"{s.side} {s.n_samples} samples @ {s.fs_hz:g} Hz" for s in self.sensors
@@ -393,6 +405,21 @@ class Night:
             f"<Night {self.start_local.isoformat(timespec='seconds')} {self.timezone}, "
             f"{self.duration_s / 3600:.2f} h, {parts}, {len(self.annotations)} annotations>"
         )
+
+
+def evening_date(start_utc: datetime, duration_s: float, timezone: str) -> str:
+    """The local date of the evening a recording belongs to, as ``YYYY-MM-DD``.
+
+    Nights are keyed by the evening they begin, as GGIR keys its noon-to-noon nights:
+    the local date of the recording's midpoint less 12 hours. A recording from 22:00
+    to 07:00 (midpoint 02:30) is the night of the day it started; one that starts
+    after midnight (00:30 to 08:00) is the night of the day before; a noon-to-noon
+    window is the night of its first noon. The local time comes from the IANA zone,
+    so a night across a DST change keys the same way.
+    """
+    middle = as_utc(start_utc) + timedelta(seconds=max(0.0, float(duration_s)) / 2)
+    local = middle.astimezone(ZoneInfo(check_timezone(timezone)))
+    return (local.replace(tzinfo=None) - timedelta(hours=12)).date().isoformat()
 
 
 def _clean_annotations(frame: pd.DataFrame | None) -> pd.DataFrame:

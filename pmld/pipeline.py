@@ -118,7 +118,19 @@ class NightAnalysis:
         The full resolved parameters: ``rules_preset`` (the preset the rules started
         from), ``detection``, ``rules``, ``window``.
     night_info : dict
-        Start time, time zone, sides, duration, analysis window.
+        Start time, time zone, night date, sides, duration, analysis window.
+    epochs : DataFrame or None
+        One row per 30 s epoch per ankle: activity, posture angle, non-wear, sleep
+        period and sleep (:mod:`pmld.sleep`); None when sleep was not estimated.
+    gaps : DataFrame
+        Spans with no data per ankle (``side, onset_s, duration_s``): gaps in the
+        recording and runs of NaN samples.
+    sleep : dict
+        Where sleep and wake came from (``source``: ``annotations``, ``estimate`` or
+        ``none``), the sleep period, hours asleep, awake and without wear, the
+        estimate's flags, and the ``spans`` (sleep/wake) and ``nonwear`` tables.
+    calibration : list of dict
+        What was done to calibrate each ankle (:class:`pmld.signal.Calibration`).
     """
 
     events: pd.DataFrame
@@ -131,6 +143,10 @@ class NightAnalysis:
     night_info: dict[str, Any]
     inputs: list[dict[str, str]] = field(default_factory=list)
     pmld_version: str = __version__
+    epochs: pd.DataFrame | None = None
+    gaps: pd.DataFrame | None = None
+    sleep: dict[str, Any] = field(default_factory=dict)
+    calibration: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The headline figures as a flat dict."""
@@ -252,12 +268,14 @@ def analyze(
         night_info={
             "start_utc": night.start_utc.isoformat(),
             "timezone": night.timezone,
+            "night_date": night.night_date,
             "sides": night.sides,
             "duration_s": night.duration_s,
             "window_start_s": start_s,
             "window_stop_s": stop_s,
             "meta": dict(night.meta),
         },
+        gaps=prepared.gaps(),
     )
 
 
@@ -368,6 +386,20 @@ class PreparedNight:
         return _SensorInput(
             sensor.side, fs, stretches, spans, acc, sensor.gyro_dps,
             sensor.device.get("range_g"), flags, checks,
+        )
+
+    def gaps(self) -> pd.DataFrame:
+        """Spans without data on the night's clock, per ankle: the recording's gaps,
+        runs of NaN samples, and a later start or earlier end than the other ankle."""
+        rows = []
+        end_s = self.night.duration_s
+        for sensor in self._sensors:
+            edges = [0.0] + [x for span in sensor.spans for x in span] + [end_s]
+            for lo, hi in zip(edges[::2], edges[1::2], strict=True):
+                if hi - lo > 0.5 / sensor.fs_hz:
+                    rows.append((sensor.side, lo, hi - lo))
+        return pd.DataFrame(rows, columns=["side", "onset_s", "duration_s"]).astype(
+            {"side": object, "onset_s": float, "duration_s": float}
         )
 
     def preprocess(self, detection: DetectionParams) -> list:

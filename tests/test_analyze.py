@@ -15,6 +15,7 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import h5py
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -555,7 +556,7 @@ def test_summary_records_its_provenance(tmp_path):
     path = tmp_path / "night.plm.h5"
     result.to_hdf5(path)
     attrs = read_summary(path).attrs
-    assert attrs["schema"] == "pmld-summary" and attrs["schema_version"] == "1.0"
+    assert attrs["schema"] == "pmld-summary" and attrs["schema_version"] == "1.1"
     assert attrs["pmld_version"] == pmld.__version__
     assert datetime.fromisoformat(attrs["created_utc"]).tzinfo is not None
     assert attrs["start_utc"] == night.start_utc.isoformat()
@@ -673,3 +674,29 @@ def test_reference_lights_win_over_the_simulators():
     # without the reference, the simulator's lights set the window
     own = pmld.analyze(night).summary()["analyzed_hours"]
     assert own != pytest.approx(900.0 / 3600.0, abs=1e-3)
+
+
+def test_summary_gaps_night_date_and_a_version_1_0_file(tmp_path):
+    night = simulated("moderate", 0, hours=0.5)
+    sensor = night.sensors[0]
+    fs = sensor.fs_hz
+    sensor.acc_g[int(100 * fs) : int(110 * fs)] = np.nan  # 10 s of NaN: missing data
+    result = analyze(night)
+    path = tmp_path / "night.plm.h5"
+    result.to_hdf5(path)
+    back = read_summary(path)
+    offset = night.offset_s(sensor)
+    gaps = back.gaps
+    assert len(gaps) == 1 and gaps["side"].iloc[0] == sensor.side
+    assert gaps["onset_s"].iloc[0] == pytest.approx(100 + offset, abs=1 / fs)
+    assert gaps["duration_s"].iloc[0] == pytest.approx(10, abs=1 / fs)
+    assert back.attrs["night_date"] == night.night_date
+    # a file of schema 1.0 has none of 1.1's groups: it reads with empty ones
+    with h5py.File(path, "r+") as h5:
+        for name in ("gaps", "sleep", "calibration"):
+            del h5[name]
+        del h5.attrs["night_date"]
+        h5.attrs["schema_version"] = "1.0"
+    old = read_summary(path)
+    assert old.gaps is None and old.epochs is None and old.sleep == {} and old.calibration == []
+    pd.testing.assert_frame_equal(old.events, back.events)

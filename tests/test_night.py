@@ -117,3 +117,31 @@ def test_from_arrays_and_repr():
     assert night.duration_s == pytest.approx(60.0)
     assert "1 sensor" not in repr(night) and "600 samples" in repr(night)
     assert isinstance(night.annotations, pd.DataFrame)
+
+
+@pytest.mark.parametrize(
+    ("start_local", "hours", "zone", "expected"),
+    [
+        ("2026-03-10T22:00", 9, "Europe/Berlin", "2026-03-10"),  # the usual night
+        ("2026-03-11T00:30", 7.5, "Europe/Berlin", "2026-03-10"),  # began after midnight
+        ("2026-03-10T12:00", 24, "Europe/Berlin", "2026-03-10"),  # noon to noon
+        ("2026-03-10T11:30", 21.5, "Europe/Berlin", "2026-03-10"),  # with the evening
+        # the night the clocks go back (25 h noon to noon) and forward (23 h)
+        ("2026-10-24T12:00", 25, "Europe/London", "2026-10-24"),
+        ("2026-03-28T12:00", 23, "Europe/London", "2026-03-28"),
+        ("2026-03-28T23:00", 8, "America/New_York", "2026-03-28"),
+    ],
+)
+def test_night_date_is_the_evenings_local_date(start_local, hours, zone, expected):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from pmld.night import evening_date
+
+    start = datetime.fromisoformat(start_local).replace(tzinfo=ZoneInfo(zone))
+    assert evening_date(start, hours * 3600, zone) == expected
+    night = Night.from_arrays(np.zeros((10, 3), np.float32) + [0, 0, 1], 1.0, start,
+                              timezone=zone)
+    assert night.night_date == evening_date(start, 10.0, zone)
+    night.meta["night_date"] = "2026-01-01"  # an importer's own key wins
+    assert night.night_date == "2026-01-01"

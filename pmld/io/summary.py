@@ -22,7 +22,7 @@ from ..provenance import canonical_json, stamp
 from ._hdf5 import open_checked, read_table, write_table
 
 SUMMARY_SCHEMA = "pmld-summary"
-SUMMARY_VERSION = "1.0"
+SUMMARY_VERSION = "1.1"
 
 #: Units of the event-table columns that have one.
 UNITS = {
@@ -36,6 +36,9 @@ UNITS = {
     "area_gs": "g*s",
     "peak_angle_deg": "deg",
     "posture_change_deg": "deg",
+    "activity_g": "g",
+    "angle_deg": "deg",
+    "angle_change_deg": "deg",
 }
 
 
@@ -52,6 +55,12 @@ class SummaryFile:
     histograms: dict[str, np.ndarray]
     quality: dict[str, Any]
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: schema 1.1 (empty in 1.0 files): 30 s epochs, spans without data, sleep and
+    #: non-wear, and the calibration of each ankle
+    epochs: pd.DataFrame | None = None
+    gaps: pd.DataFrame | None = None
+    sleep: dict[str, Any] = field(default_factory=dict)
+    calibration: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def input_sha256(self) -> str:
@@ -81,6 +90,7 @@ def write_summary(analysis, path: str | os.PathLike, *, inputs: list[dict] | Non
         inputs_json=canonical_json(inputs),
         input_sha256=inputs[0]["sha256"] if inputs else "",
         night_meta_json=canonical_json(info.get("meta", {})),
+        night_date=str(info.get("night_date", "")),
     )
     root_attrs["pmld_version"] = analysis.pmld_version
     directory = path.parent if str(path.parent) else Path(".")
@@ -104,10 +114,74 @@ def write_summary(analysis, path: str | os.PathLike, *, inputs: list[dict] | Non
             quality = h5.create_group("quality")
             quality.attrs["flags"] = json.dumps(list(analysis.quality.get("flags", [])))
             quality.attrs["sensors_json"] = canonical_json(analysis.quality.get("sensors", {}))
+            _write_v11(h5, analysis)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_v11(h5: h5py.File, analysis) -> None:
+    """The groups schema 1.1 adds: epochs, gaps, sleep and calibration."""
+    epochs = getattr(analysis, "epochs", None)
+    if epochs is not None:
+        write_table(h5, "epochs", epochs, UNITS)
+    gaps = getattr(analysis, "gaps", None)
+    write_table(h5, "gaps", gaps if gaps is not None else _empty_gaps(), UNITS)
+    sleep = dict(getattr(analysis, "sleep", None) or {})
+    group = h5.create_group("sleep")
+    spans = sleep.pop("spans", None)
+    nonwear = sleep.pop("nonwear", None)
+    write_table(group, "spans", spans if spans is not None else _empty_spans(), UNITS)
+    write_table(group, "nonwear", nonwear if nonwear is not None else _empty_gaps(), UNITS)
+    flags = sleep.pop("flags", [])
+    group.attrs["flags"] = json.dumps(list(flags))
+    for key, value in sleep.items():
+        group.attrs[key] = (
+            canonical_json(value) if isinstance(value, dict | list | tuple) else _attr_value(value)
+        )
+    calibration = h5.create_group("calibration")
+    calibration.attrs["json"] = canonical_json(list(getattr(analysis, "calibration", []) or []))
+
+
+def _empty_gaps() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "side": pd.Series(dtype=object),
+            "onset_s": pd.Series(dtype=float),
+            "duration_s": pd.Series(dtype=float),
+        }
+    )
+
+
+def _empty_spans() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "onset_s": pd.Series(dtype=float),
+            "duration_s": pd.Series(dtype=float),
+            "state": pd.Series(dtype=object),
+        }
+    )
+
+
+def _read_v11(h5: h5py.File) -> dict[str, Any]:
+    """Schema 1.1's groups, or their empty values for a 1.0 file."""
+    out: dict[str, Any] = {"epochs": None, "gaps": None, "sleep": {}, "calibration": []}
+    if "epochs" in h5:
+        out["epochs"] = read_table(h5["epochs"])
+    if "gaps" in h5:
+        out["gaps"] = read_table(h5["gaps"])
+    if "sleep" in h5:
+        group = h5["sleep"]
+        sleep = {k: _plain(v) for k, v in group.attrs.items() if k != "flags"}
+        sleep["flags"] = json.loads(_plain(group.attrs.get("flags", "[]")))
+        for name in ("spans", "nonwear"):
+            if name in group:
+                sleep[name] = read_table(group[name])
+        out["sleep"] = sleep
+    if "calibration" in h5:
+        out["calibration"] = json.loads(_plain(h5["calibration"].attrs.get("json", "[]")))
+    return out
 
 
 def _attr_value(value):
@@ -138,6 +212,7 @@ def read_summary(path: str | os.PathLike) -> SummaryFile:
                 "flags": json.loads(h5["quality"].attrs["flags"]),
                 "sensors": json.loads(h5["quality"].attrs["sensors_json"]),
             }
+            v11 = _read_v11(h5)
         except KeyError:
             raise FormatError(
                 "is a damaged pmld-summary file: a table column or attribute is missing",
@@ -153,6 +228,7 @@ def read_summary(path: str | os.PathLike) -> SummaryFile:
         histograms=histograms,
         quality=quality,
         parameters=json.loads(attrs.get("parameters_json", "{}")),
+        **v11,
     )
 
 
