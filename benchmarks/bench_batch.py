@@ -18,6 +18,11 @@ Method
   speed-up best(J=1) / best(J=2) (the best run is the one least disturbed by other
   work on a shared machine; the median speed-up is printed too). Every run also writes
   the cohort table.
+* Start-up: the same calls on a cohort of one 3-minute night at 25 Hz give each
+  configuration's fixed cost (start and shut-down of the pool or cluster, the first
+  night's imports in a worker, planning, writing the cohort tables); "after start-up"
+  is the speed-up of the medians with each configuration's own fixed cost taken off:
+  the speed-up a large cohort approaches.
 * Up to date: one more run over the finished outputs (every night skipped: hash the
   input, read the summary's attributes).
 * Memory: each worker reports its peak resident set (``ru_maxrss``) after each night;
@@ -259,6 +264,22 @@ def main() -> int:
                 f"{skip['peak_rss_per_worker_mb']:.0f} MB (baseline)",
                 flush=True,
             )
+        # The fixed cost of a command: the same call on a cohort of one 3-minute night
+        # (pool or cluster start-up and shut-down, the first night's imports in each
+        # worker, planning, the cohort tables), median of --repeat runs.
+        tiny = make_cohort(args.data, 1, 0.05, 25.0)
+        for engine in args.engines.split(","):
+            for label, jobs, pinned in configs:
+                for rep in range(args.repeat):
+                    out = work / f"startup-{engine}-{jobs}-{pinned}-{rep}"
+                    wait_for_load(args.max_load)
+                    run = (pinned_run if pinned else one_run)(tiny, out, engine, jobs)
+                    run.update(config=label, startup_run=True)
+                    runs.append(run)
+                    shutil.rmtree(out, ignore_errors=True)
+                print(f"{engine:7s} {label:16s} start-up (one tiny night): "
+                      f"{statistics.median(r['wall_s'] for r in runs if r.get('startup_run') and r['engine'] == engine and r['config'] == label):.2f} s",  # noqa: E501
+                      flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -267,10 +288,23 @@ def main() -> int:
     summary = {}
     for engine in args.engines.split(","):
         walls = {
-            label: [r["wall_s"] for r in runs if r["engine"] == engine and r["config"] == label]
+            label: [
+                r["wall_s"] for r in runs
+                if r["engine"] == engine and r["config"] == label and not r.get("startup_run")
+            ]
             for label, _, _ in configs
         }
-        timed = [r for r in runs if r["engine"] == engine and not r.get("up_to_date_run")]
+        timed = [
+            r for r in runs
+            if r["engine"] == engine and not r.get("up_to_date_run") and not r.get("startup_run")
+        ]
+        startup = {
+            label: statistics.median(
+                r["wall_s"] for r in runs
+                if r["engine"] == engine and r.get("startup_run") and r["config"] == label
+            )
+            for label, _, _ in configs
+        }
         skip = next(r for r in runs if r["engine"] == engine and r.get("up_to_date_run"))
         entry = {
             "wall_s": walls,
@@ -282,6 +316,7 @@ def main() -> int:
             "peak_rss_per_worker_mb": max(r["peak_rss_per_worker_mb"] for r in timed),
             "baseline_rss_per_worker_mb": skip["peak_rss_per_worker_mb"],
             "up_to_date_run_s": skip["wall_s"],
+            "startup_s": startup,
         }
         two = walls["2 workers"]
         for label in walls:
@@ -289,16 +324,20 @@ def main() -> int:
                 entry[f"speedup_vs_{label}"] = {
                     "best": min(walls[label]) / min(two),
                     "median": statistics.median(walls[label]) / statistics.median(two),
+                    # the nights' share: each configuration's fixed start-up taken off
+                    "after_startup": (statistics.median(walls[label]) - startup[label])
+                    / (statistics.median(two) - startup["2 workers"]),
                 }
         summary[engine] = entry
         print(f"\n{engine}:")
         for label, values in walls.items():
             line = (f"  {label:16s} {min(values):6.2f} s / {statistics.median(values):6.2f} s, "
-                    f"{entry['cores_used'][label]:.2f} cores busy")
+                    f"{entry['cores_used'][label]:.2f} cores busy, start-up "
+                    f"{startup[label]:.2f} s")
             if label != "2 workers":
                 speed = entry[f"speedup_vs_{label}"]
                 line += (f"; 2 workers are {speed['best']:.2f}x / {speed['median']:.2f}x "
-                         "faster")
+                         f"faster ({speed['after_startup']:.2f}x after start-up)")
             print(line)
         print(f"  peak RSS per worker {entry['peak_rss_per_worker_mb']:.0f} MB (before any "
               f"night {entry['baseline_rss_per_worker_mb']:.0f} MB); everything up to date: "
