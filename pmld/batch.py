@@ -309,19 +309,11 @@ def resolve_parameters(rules: str = "wasm2016", params: dict[str, Any] | None = 
     The same dict as ``NightAnalysis.parameters``, checked up front, so that a wrong
     name or value fails before any night is read.
     """
-    from .detect import DetectionParams
-    from .pipeline import WindowParams, split_params
-    from .score import rules_preset
+    from .pipeline import resolve_parameters as resolve
 
     if not isinstance(rules, str):
         raise UsageError("rules must be a preset name (wasm2016, aasm, strict, ...)")
-    detection, scoring, window = split_params(dict(params or {}))
-    return {
-        "rules_preset": rules,
-        "detection": DetectionParams(**detection).to_dict(),
-        "rules": rules_preset(rules, **scoring).to_dict(),
-        "window": WindowParams(**window).to_dict(),
-    }
+    return resolve(rules, params)
 
 
 def plan_batch(

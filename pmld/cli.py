@@ -53,29 +53,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "import",
-        help="import a CSV of acceleration into a pmld-raw night file",
-        description="Import acceleration from CSV (default columns time_s,x,y,z with a "
-        "header). Irregular timestamps are resampled linearly to a uniform grid; gaps "
-        "longer than --max-gap are kept as gaps, never filled.",
+        help="import a device file (.cwa, .gt3x, .bin) or a CSV into pmld-raw night files",
+        description="Import acceleration from an Axivity .cwa, ActiGraph .gt3x or GENEActiv "
+        ".bin file (needs pip install \"pmld[devices]\"), or from CSV (default columns "
+        "time_s,x,y,z with a header); the format is detected from the content. Samples are "
+        "placed on a uniform grid at the configured rate (resampled linearly when their "
+        "times are off the grid); gaps longer than --max-gap are kept as gaps, never "
+        "filled. A device file longer than 24 h is split into noon-to-noon nights, one "
+        "file per night in the directory given by -o.",
     )
-    p.add_argument("csv", type=Path, help="input CSV file")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output night file (.h5)")
-    p.add_argument("--fs", type=float, help="sampling rate in Hz (required without a time column)")
-    p.add_argument("--units", choices=("g", "mg", "m/s2"), default="g", help="units of x,y,z")
-    p.add_argument("--side", choices=("left", "right", "unknown"), default="unknown")
-    p.add_argument("--start", help="absolute time of the first sample, ISO 8601 with offset")
-    p.add_argument("--tz", default="UTC", help="IANA time zone of the night (default UTC)")
+    p.add_argument("file", type=Path, help="input file: .cwa, .gt3x, .bin or CSV")
     p.add_argument(
-        "--time-column", default="time_s", help="name of the time column ('' for none)"
+        "-o", "--output", type=Path, required=True,
+        help="output night file (.h5), or a directory for one file per night "
+        "(DIR/<stem>.<YYYY-MM-DD>.h5)",
     )
-    p.add_argument("--axes", default="x,y,z", help="names of the three axis columns")
+    p.add_argument(
+        "--tz",
+        help="IANA time zone where the device was configured / of the night (e.g. "
+        "Europe/London). Device files: default the offset the file records, else UTC; "
+        "CSV: default UTC",
+    )
+    p.add_argument(
+        "--split", choices=("noon", "none"), default="noon",
+        help="device files: 'noon' (default) cuts a recording longer than 24 h into "
+        "noon-to-noon local nights; 'none' keeps one night",
+    )
+    p.add_argument("--side", choices=("left", "right", "unknown"), default="unknown")
     p.add_argument(
         "--max-gap", type=float, default=1.0, help="seconds; longer holes become gaps"
     )
     p.add_argument(
         "--range-g", type=float,
-        help="the sensor's full scale in g (e.g. 8): lets the analysis flag clipping",
+        help="the sensor's full scale in g (e.g. 8): lets the analysis flag clipping "
+        "(device files record it)",
     )
+    p.add_argument(
+        "--fs", type=float, help="CSV: sampling rate in Hz (required without a time column)"
+    )
+    p.add_argument("--units", choices=("g", "mg", "m/s2"), help="CSV: units of x,y,z (g)")
+    p.add_argument("--start", help="CSV: absolute time of the first sample, ISO 8601 with offset")
+    p.add_argument(
+        "--time-column", help="CSV: name of the time column (default time_s; '' for none)"
+    )
+    p.add_argument("--axes", help="CSV: names of the three axis columns (default x,y,z)")
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser(
@@ -94,7 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--side", choices=("left", "right"), help="the ankle of a one-sensor night (default right)"
     )
     p.add_argument("--start", help="start time, ISO 8601 with offset")
+    p.add_argument(
+        "--start-local", metavar="YYYY-MM-DDTHH:MM",
+        help="start as local wall-clock time in --tz (DST rules applied), instead of --start",
+    )
     p.add_argument("--tz", default="UTC", help="IANA time zone of the night")
+    p.add_argument(
+        "--evening-h", type=float, default=0.0,
+        help="hours awake out of bed before getting into bed (walking, sitting; default 0)",
+    )
+    p.add_argument(
+        "--morning-h", type=float, default=0.0,
+        help="hours awake out of bed after getting up (default 0)",
+    )
+    p.add_argument(
+        "--nonwear", action="append", default=[], metavar="ONSET_S,DURATION_S[,SIDE]",
+        help="a span when the band lies on a table, seconds from the first sample "
+        "(repeatable)",
+    )
     p.add_argument("-o", "--output", type=Path, help="output night file (.h5)")
     p.add_argument("--truth", type=Path, help="also write the ground-truth events as CSV")
     p.set_defaults(func=_cmd_simulate)
@@ -110,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detect leg movements on each ankle, merge and score them by the "
         "clinical rules, and write a pmld-summary file (NAME.plm.h5) per night.",
     )
-    p.add_argument("nights", type=Path, nargs="+", metavar="NIGHT", help="pmld-raw files")
+    p.add_argument("nights", type=Path, nargs="+", metavar="NIGHT",
+        help="pmld-raw files, or one-night .cwa/.gt3x/.bin device files (read as their "
+        "recorded offset or UTC: pmld import --tz sets the zone)")
     p.add_argument(
         "-o", "--output", type=Path, required=True,
         help="summary file (one night) or directory (any number of nights)",
@@ -162,10 +202,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_param_options(p: argparse.ArgumentParser, detection: bool = True) -> None:
+def _add_param_options(
+    p: argparse.ArgumentParser, detection: bool = True, night_options: bool | None = None
+) -> None:
     p.add_argument(
         "--rules", default=None, help="rule preset: wasm2016 (default), aasm or strict"
     )
+    if night_options if night_options is not None else detection:
+        p.add_argument(
+            "--calibration", choices=("auto", "off"), default=None,
+            help="calibrate each ankle to gravity: auto (default: autocalibration, else a "
+            "stored device calibration, else none, recorded in the summary) or off",
+        )
+        p.add_argument(
+            "--device-calibration", type=Path, action="append", default=[], metavar="JSON",
+            help="a stored device calibration (pmld calibrate -o) to fall back on when a "
+            "night cannot be autocalibrated (repeatable; matched by device serial)",
+        )
+        p.add_argument(
+            "--sleep", choices=("auto", "annotations", "estimate", "none"), default=None,
+            help="where sleep/wake come from: auto (default: sleep/wake annotations when "
+            "the night has them, else estimated from the ankle), annotations, estimate, "
+            "or none (the whole window counts as sleep)",
+        )
     p.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE",
         help="override one parameter (repeatable), e.g. --set min_imi_s=5",
@@ -179,26 +238,68 @@ def _add_param_options(p: argparse.ArgumentParser, detection: bool = True) -> No
 
 # -- commands ---------------------------------------------------------------------------
 def _cmd_import(args: argparse.Namespace) -> int:
+    from .io.devices import DEVICE_FORMATS, detect_format, night_file_names, read_device
+    from .io.raw import write_raw
+
+    if args.range_g is not None and not args.range_g > 0:
+        raise UsageError(f"--range-g must be a positive number of g, got {args.range_g}")
+    kind = detect_format(args.file)
+    if kind not in DEVICE_FORMATS:
+        return _import_csv(args)
+    csv_only = [
+        option for option, value in (
+            ("--fs", args.fs), ("--units", args.units), ("--start", args.start),
+            ("--time-column", args.time_column), ("--axes", args.axes),
+        ) if value is not None
+    ]
+    if csv_only:
+        raise UsageError(
+            f"{', '.join(csv_only)}: for CSV files only; a device file gives its own rate, "
+            "units and times"
+        )
+    result = read_device(
+        args.file, timezone=args.tz, side=args.side, max_gap_s=args.max_gap, split=args.split
+    )
+    if args.range_g is not None:
+        for night in result.nights:
+            for sensor in night.sensors:
+                recorded = sensor.device.get("range_g")
+                sensor.device["range_g"] = float(args.range_g)
+                if recorded is not None and float(recorded) != float(args.range_g):
+                    sensor.device["range_g_recorded"] = recorded
+                    sensor.device.pop("counts_per_g", None)
+    targets = night_file_names(args.file, args.output, result.nights)
+    for line in result.report.lines():
+        print(line)
+    for night, target in zip(result.nights, targets, strict=True):
+        write_raw(night, target)
+        print(f"wrote {target}")
+    return 0
+
+
+def _import_csv(args: argparse.Namespace) -> int:
     from .io.csvimport import read_accel_csv
     from .io.raw import write_raw
 
-    axes = tuple(a.strip() for a in args.axes.split(","))
+    axes_text = "x,y,z" if args.axes is None else args.axes
+    axes = tuple(a.strip() for a in axes_text.split(","))
     if len(axes) != 3 or not all(axes):
         raise UsageError(f"--axes needs three column names, got {args.axes!r}")
+    time_column = "time_s" if args.time_column is None else args.time_column
+    if args.split != "noon":
+        raise UsageError("--split applies to device files only")
     night, report = read_accel_csv(
-        args.csv,
-        time_column=args.time_column or None,
+        args.file,
+        time_column=time_column or None,
         axes=axes,
-        units=args.units,
+        units=args.units or "g",
         fs_hz=args.fs,
         side=args.side,
         start_utc=args.start,
-        timezone=args.tz,
+        timezone=args.tz or "UTC",
         max_gap_s=args.max_gap,
     )
     if args.range_g is not None:
-        if not args.range_g > 0:
-            raise UsageError(f"--range-g must be a positive number of g, got {args.range_g}")
         for sensor in night.sensors:
             sensor.device["range_g"] = float(args.range_g)
     write_raw(night, args.output)
@@ -221,8 +322,27 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .io.raw import write_raw
 
     kwargs = {"hours": args.hours, "fs_hz": args.fs, "seed": args.seed, "timezone": args.tz}
+    if args.start and args.start_local:
+        raise UsageError("give --start or --start-local, not both")
     if args.start:
         kwargs["start_utc"] = args.start
+    if args.start_local:
+        kwargs["start_local"] = args.start_local
+    kwargs["evening_h"], kwargs["morning_h"] = args.evening_h, args.morning_h
+    spans = []
+    for item in args.nonwear:
+        parts = [part.strip() for part in item.split(",")]
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError
+            span = (float(parts[0]), float(parts[1]), *parts[2:])
+        except ValueError:
+            raise UsageError(
+                f"--nonwear takes ONSET_S,DURATION_S or ONSET_S,DURATION_S,SIDE, got {item!r}"
+            ) from None
+        spans.append(span)
+    if spans:
+        kwargs["nonwear"] = spans
     if args.bilateral:
         kwargs["bilateral"] = True
     if args.side:
@@ -273,7 +393,10 @@ def _load_params(args: argparse.Namespace) -> tuple[str, dict]:
             if isinstance(value, dict):
                 if key == "rules" and "name" in value:
                     rules = value.pop("name")
-                params.update(value)
+                if key in ("calibration", "sleep"):  # their names may clash: keep the stage
+                    params.update({f"{key}.{name}": v for name, v in value.items()})
+                else:
+                    params.update(value)
             else:
                 params[key] = value
     if args.rules:
@@ -283,6 +406,15 @@ def _load_params(args: argparse.Namespace) -> tuple[str, dict]:
         if not sep or not name.strip():
             raise UsageError(f"--set takes NAME=VALUE, got {item!r}")
         params[name.strip()] = _parse_value(value.strip())
+    if getattr(args, "calibration", None):
+        params["calibration.mode"] = args.calibration
+    if getattr(args, "device_calibration", None):
+        for path in args.device_calibration:
+            if not Path(path).is_file():
+                raise UsageError(f"{path}: no such device calibration file")
+        params["calibration.device_files"] = [str(p) for p in args.device_calibration]
+    if getattr(args, "sleep", None):
+        params["sleep_source"] = args.sleep
     return rules or "wasm2016", params
 
 
@@ -437,19 +569,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_params(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from .detect import DetectionParams
-    from .pipeline import WindowParams, split_params
-    from .score import rules_preset
+    from .pipeline import STAGES, resolve_stages
 
     preset, params = _load_params(args)
-    detection, rules, window = split_params(params)
-    stages = {
-        "detection": DetectionParams(**detection),
-        "rules": rules_preset(preset, **rules),
-        "window": WindowParams(**window),
-    }
+    _, stages = resolve_stages(preset, params)
     print(f"# pmld {__version__}: analysis parameters (pmld analyze --params FILE)")
-    for name, stage in stages.items():
+    for name in STAGES:
+        stage = stages[name]
         print(f"\n[{name}]")
         if name == "rules":
             print(f'name = "{preset}"  # the preset; the values below override it')
@@ -467,6 +593,8 @@ def _toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)
 
 

@@ -44,7 +44,7 @@ def add_parsers(subparsers: Any) -> None:
         help="values of one parameter to sweep (repeatable; every combination is run), "
         "e.g. --grid onset_ratio=3,4,5; any name 'pmld params' prints",
     )
-    _add_param_options(p)
+    _add_param_options(p, night_options=False)
     p.add_argument(
         "--metric", default="f1",
         help="what ranks the combinations: f1 (default), sensitivity, ppv, plm_kappa, "

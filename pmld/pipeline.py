@@ -58,6 +58,10 @@ from .score import (
 MIN_NIGHT_S = 60.0
 
 
+#: Where sleep and wake can come from (:attr:`WindowParams.sleep_source`).
+SLEEP_SOURCES = ("auto", "annotations", "estimate", "none")
+
+
 @dataclass(frozen=True)
 class WindowParams:
     """Parameters of the analysis window and data quality.
@@ -72,16 +76,31 @@ class WindowParams:
     clip_fraction : float
         Fraction of samples at the sensor's range above which a night is flagged as
         clipped.
+    sleep_source : {'auto', 'annotations', 'estimate', 'none'}
+        Where sleep and wake come from. ``annotations``: the night's ``sleep``/``wake``
+        annotations from a reference scoring or the user; ``estimate``: estimated from
+        the ankle (:mod:`pmld.sleep`); ``none``: the whole window counts as sleep;
+        ``auto`` (default): the annotations when there are any, else the estimate.
+        With the estimate, a night without lights-off/on is analysed over the
+        estimated sleep period.
     """
 
     lights_off_s: float | None = None
     lights_on_s: float | None = None
     break_gap_s: float = 5.0
     clip_fraction: float = 0.01
+    sleep_source: str = "auto"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "sleep_source":
+                if value not in SLEEP_SOURCES:
+                    raise UsageError(
+                        f"window parameter sleep_source must be one of "
+                        f"{', '.join(SLEEP_SOURCES)}, got {value!r}"
+                    )
+                continue
             if value is None and f.name in ("lights_off_s", "lights_on_s"):
                 continue
             number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -192,23 +211,105 @@ class NightAnalysis:
         return mask
 
 
-def split_params(params: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """Route ``name=value`` overrides to the detection, scoring or window stage."""
-    detection_names = {f.name for f in fields(DetectionParams)}
-    rules_names = {f.name for f in fields(ScoringRules)}
-    window_names = {f.name for f in fields(WindowParams)}
-    detection, rules, window = {}, {}, {}
+#: The parameter stages of an analysis, in the order of ``NightAnalysis.parameters``.
+STAGES = ("detection", "rules", "window", "calibration", "sleep")
+
+
+def _stage_classes() -> dict[str, type]:
+    from .signal import CalibrationParams
+    from .sleep import SleepParams
+
+    return {
+        "detection": DetectionParams,
+        "rules": ScoringRules,
+        "window": WindowParams,
+        "calibration": CalibrationParams,
+        "sleep": SleepParams,
+    }
+
+
+def split_stages(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Route ``name=value`` overrides to their stage (:data:`STAGES`).
+
+    A name may be given as ``stage.name`` (``sleep.epoch_s``); a bare name must belong
+    to one stage only.
+    """
+    names = {stage: {f.name for f in fields(cls)} for stage, cls in _stage_classes().items()}
+    out: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
     for name, value in params.items():
-        if name in detection_names:
-            detection[name] = value
-        elif name in rules_names:
-            rules[name] = value
-        elif name in window_names:
-            window[name] = value
+        stage, dot, field_name = name.partition(".")
+        if dot:
+            if stage not in names:
+                raise UsageError(
+                    f"unknown parameter stage {stage!r} in {name!r}; stages: {', '.join(STAGES)}"
+                )
+            if field_name not in names[stage]:
+                raise _unknown_parameter(field_name, names[stage], f"{stage} parameter")
+            out[stage][field_name] = value
+            continue
+        owners = [stage for stage in STAGES if name in names[stage]]
+        if len(owners) > 1 and owners[0] in ("detection", "rules", "window"):
+            owners = owners[:1]  # the detector's, rules' and window's names keep their meaning
+        if len(owners) > 1:
+            choices = " or ".join(f"{stage}.{name}" for stage in owners)
+            raise UsageError(f"parameter {name!r} is ambiguous: say {choices}")
+        if not owners:
+            raise _unknown_parameter(name, set().union(*names.values()), "parameter")
+        out[owners[0]][name] = value
+    return out
+
+
+def _unknown_parameter(name: str, known: set[str], what: str) -> UsageError:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "'pmld params' lists every name"
+    return UsageError(f"unknown {what} {name!r}; {hint}")
+
+
+def split_params(params: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """Route ``name=value`` overrides to the detection, scoring or window stage
+    (calibration and sleep parameters are refused: see :func:`split_stages`)."""
+    stages = split_stages(params)
+    for stage in ("calibration", "sleep"):
+        if stages[stage]:
+            raise UsageError(
+                f"{stage} parameters ({', '.join(stages[stage])}) cannot be set here"
+            )
+    return stages["detection"], stages["rules"], stages["window"]
+
+
+def resolve_stages(
+    rules: str | ScoringRules = "wasm2016", params: dict[str, Any] | None = None, **given: Any
+) -> tuple[str, dict[str, Any]]:
+    """The rule preset's name and every stage's parameter object for a preset (or
+    rules), the stage objects in ``given`` (``detection=...``) and overrides by name."""
+    overrides = split_stages(dict(params or {}))
+    classes = _stage_classes()
+    objects: dict[str, Any] = {}
+    for stage in STAGES:
+        base = given.get(stage)
+        if stage == "rules":
+            if isinstance(rules, str):
+                preset = rules
+                objects[stage] = rules_preset(rules, **overrides[stage])
+            else:
+                preset = "custom"
+                objects[stage] = replace(rules, **overrides[stage]) if overrides[stage] else rules
+            continue
+        if base is None:
+            objects[stage] = classes[stage](**overrides[stage])
+        elif overrides[stage]:
+            objects[stage] = replace(base, **overrides[stage])
         else:
-            known = sorted(detection_names | rules_names | window_names)
-            raise UsageError(f"unknown parameter {name!r}; known parameters: {', '.join(known)}")
-    return detection, rules, window
+            objects[stage] = base
+    return preset, objects
+
+
+def resolve_parameters(rules: str = "wasm2016", params: dict[str, Any] | None = None) -> dict:
+    """The full parameters :func:`analyze` resolves (``NightAnalysis.parameters``)."""
+    preset, objects = resolve_stages(rules, params)
+    return {"rules_preset": preset, **{stage: objects[stage].to_dict() for stage in STAGES}}
 
 
 def analyze(
@@ -217,6 +318,8 @@ def analyze(
     *,
     detection: DetectionParams | None = None,
     window: WindowParams | None = None,
+    calibration: Any = None,
+    sleep: Any = None,
     **params: Any,
 ) -> NightAnalysis:
     """Detect and score the leg movements of a night.
@@ -229,26 +332,26 @@ def analyze(
         A rule preset (``'wasm2016'``, ``'aasm'``, ``'strict'``) or rules.
     detection : DetectionParams, optional
     window : WindowParams, optional
+    calibration : pmld.signal.CalibrationParams, optional
+        How each ankle is calibrated to gravity first (default: autocalibration,
+        else a stored device calibration, else none; recorded in the result).
+    sleep : pmld.sleep.SleepParams, optional
+        How the sleep period, sleep/wake and non-wear are estimated from the ankle.
     **params
-        Overrides of any detection, scoring or window parameter by name, e.g.
-        ``onset_ratio=5`` or ``min_imi_s=5``.
+        Overrides of any parameter by name, e.g. ``onset_ratio=5`` or ``min_imi_s=5``
+        (``stage.name`` where a name belongs to two stages, e.g. ``sleep.epoch_s``).
 
     Returns
     -------
     NightAnalysis
     """
-    det_over, rule_over, win_over = split_params(params)
-    detection = DetectionParams(**{**(detection or DetectionParams()).to_dict(), **det_over})
-    if isinstance(rules, str):
-        preset = rules
-        rules = rules_preset(rules, **rule_over)
-    else:
-        preset = "custom"
-        rules = replace(rules, **rule_over) if rule_over else rules
-    window = WindowParams(**{**(window or WindowParams()).to_dict(), **win_over})
+    preset, stages = resolve_stages(
+        rules, params, detection=detection, window=window, calibration=calibration, sleep=sleep
+    )
+    detection, rules, window = stages["detection"], stages["rules"], stages["window"]
 
     _analysis_window(night, window, [])  # an empty window is told before a bad sensor
-    prepared = PreparedNight(night)
+    prepared = PreparedNight(night, calibration=stages["calibration"], sleep=stages["sleep"])
     result = prepared.scores(detection, rules, window)
     events = result.events
     start_s, stop_s = result.window_s
@@ -261,9 +364,7 @@ def analyze(
         quality=prepared.quality(detection, window, result.analyzed_s),
         parameters={
             "rules_preset": preset,
-            "detection": detection.to_dict(),
-            "rules": rules.to_dict(),
-            "window": window.to_dict(),
+            **{stage: stages[stage].to_dict() for stage in STAGES},
         },
         night_info={
             "start_utc": night.start_utc.isoformat(),
@@ -276,6 +377,8 @@ def analyze(
             "meta": dict(night.meta),
         },
         gaps=prepared.gaps(),
+        calibration=prepared.calibrations,
+        **prepared.sleep_report(detection, window),
     )
 
 
@@ -335,14 +438,21 @@ class PreparedNight:
         A sensor with irregular timestamps.
     """
 
-    def __init__(self, night: Night):
+    def __init__(self, night: Night, *, calibration: Any = None, sleep: Any = None):
+        from .signal import CalibrationParams
+
         self.night = night
+        self.calibration_params = calibration or CalibrationParams()
+        self.sleep_params = sleep or _stage_classes()["sleep"]()
+        #: what was done to calibrate each ankle (``Calibration.to_dict()`` with ``side``)
+        self.calibrations: list[dict[str, Any]] = []
         self._sensors = [self._sensor_input(sensor) for sensor in night.sensors]
         self._sleep = _sleep_spans(night)
         self._respiratory = _events(night, ("apnea", "hypopnea"))
         self._arousals = _events(night, ("arousal",))
         self._activity: dict[tuple, list] = {}
         self._detected: dict[DetectionParams, tuple[pd.DataFrame, list]] = {}
+        self._estimates: dict[DetectionParams, Any] = {}
         self._windows: dict[tuple, tuple] = {}
         self._parts_cache: dict[tuple, tuple] = {}
 
@@ -353,7 +463,14 @@ class PreparedNight:
                 f"the {sensor.side} sensor has irregular timestamps; import it with "
                 "resampling (pmld import) before analysis"
             )
-        acc = sensor.acc_g
+        from .signal import choose_calibration
+
+        calibration = choose_calibration(
+            sensor.acc_g, sensor.fs_hz, self.calibration_params,
+            device=sensor.device, segments=sensor.segments(),
+        )
+        self.calibrations.append({"side": sensor.side, **calibration.to_dict()})
+        acc = calibration.apply(sensor.acc_g)
         flags: list[str] = []
         # One summed pass finds any NaN or inf; only then look for the rows.
         if np.isfinite(acc.sum()):
@@ -469,25 +586,130 @@ class PreparedNight:
         so after each preprocessing group, so that a worker holds one group at a time)."""
         self._activity.clear()
         self._detected.clear()
+        self._estimates.clear()
+        self._windows.clear()
         self._parts_cache.clear()
 
-    def _window(self, window: WindowParams) -> tuple:
+    def sleep_estimate(self, detection: DetectionParams):
+        """The sleep period, sleep/wake and non-wear estimated from the ankles
+        (:func:`pmld.sleep.estimate_sleep` on the calibrated acceleration, told the
+        detector's movements so that leg movements in sleep are not taken for wake)."""
+        if detection not in self._estimates:
+            from .sleep import estimate_sleep
+
+            self._estimates[detection] = estimate_sleep(
+                self.night,
+                self.sleep_params,
+                acc_by_side={sensor.side: sensor.acc_g for sensor in self._sensors},
+                movements=self.detect(detection),
+            )
+        return self._estimates[detection]
+
+    def _sleep_choice(self, detection: DetectionParams, window: WindowParams):
+        """``(source, sleep spans or None, estimate)`` for these parameters."""
+        estimate = self.sleep_estimate(detection)
+        source = window.sleep_source
+        if source == "auto":
+            source = "annotations" if self._sleep is not None else "estimate"
+        if source == "annotations":
+            if self._sleep is None:
+                raise UsageError(
+                    "sleep_source is 'annotations' but the night has no sleep/wake "
+                    "annotations (import a hypnogram with pmld annotate)"
+                )
+            return source, self._sleep, estimate
+        if source == "estimate":
+            if estimate.period is None:  # nothing to stand on: say so, count all as sleep
+                return "none", None, estimate
+            return source, estimate.sleep[["onset_s", "duration_s"]], estimate
+        return "none", None, estimate
+
+    def _window(self, window: WindowParams, detection: DetectionParams) -> tuple:
         """The analysis window, its islands and the time analysed and asleep (once per
-        distinct window)."""
-        key = (window.lights_off_s, window.lights_on_s, window.break_gap_s)
+        distinct window and sleep estimate)."""
+        source, sleep, estimate = self._sleep_choice(detection, window)
+        key = (window, detection if source == "estimate" or len(estimate.nonwear) else None)
         if key not in self._windows:
-            start_s, stop_s = _analysis_window(self.night, window, [])
-            covered = [sensor.spans for sensor in self._sensors]
+            period = estimate.period if source == "estimate" else None
+            start_s, stop_s = _analysis_window(self.night, window, [], period=period)
+            covered = [
+                _subtract_spans(sensor.spans, _side_spans(estimate.nonwear, sensor.side))
+                for sensor in self._sensors
+            ]
             islands = _coverage(covered, start_s, stop_s, window.break_gap_s)
+            recorded = _coverage(covered, start_s, stop_s, 0.0)
             # sleep time counts recorded time only: the spans, not the islands with holes
-            sleep_wake = _sleep_wake_time(self._sleep, _coverage(covered, start_s, stop_s, 0.0))
-            self._windows[key] = (start_s, stop_s, islands, sleep_wake)
+            sleep_wake = _sleep_wake_time(sleep, recorded)
+            worn_lost = sum(c for *_, c in _coverage(
+                [sensor.spans for sensor in self._sensors], start_s, stop_s, 0.0
+            )) - sum(c for *_, c in recorded)
+            self._windows[key] = (start_s, stop_s, islands, sleep_wake, sleep, source, worn_lost)
         return self._windows[key]
+
+    def sleep_report(self, detection: DetectionParams, window: WindowParams) -> dict[str, Any]:
+        """:attr:`NightAnalysis.epochs` and :attr:`NightAnalysis.sleep`."""
+        estimate = self.sleep_estimate(detection)
+        start_s, stop_s, _, (sleep_s, wake_s), sleep, source, worn_lost = self._window(
+            window, detection
+        )
+        flags = list(estimate.info.get("flags", []))
+        if window.sleep_source in ("auto", "estimate") and source == "none":
+            flags.append(
+                "no sleep period found from the ankle: the whole window counts as sleep, "
+                "so PLMS is a PLM index over the window"
+            )
+        spans = _state_spans(sleep, start_s, stop_s) if source != "none" else None
+        period = estimate.period
+        report = {
+            "source": source,
+            "method": str(estimate.info.get("method", "")),
+            "period_onset_s": float(period[0]) if period else float("nan"),
+            "period_offset_s": float(period[1]) if period else float("nan"),
+            "sleep_h": float("nan") if sleep_s is None else sleep_s / 3600,
+            "wake_h": float("nan") if wake_s is None else wake_s / 3600,
+            "nonwear_h": worn_lost / 3600,
+            "flags": flags,
+            "spans": spans,
+            "nonwear": estimate.nonwear.reset_index(drop=True),
+        }
+        return {"epochs": self._epochs(estimate, detection), "sleep": report}
+
+    def _epochs(self, estimate, detection: DetectionParams) -> pd.DataFrame:
+        """The estimate's epochs with the mean activity and whether data is missing."""
+        epochs = estimate.epochs.reset_index(drop=True).copy()
+        activity = np.full(len(epochs), np.nan)
+        gap = np.ones(len(epochs), dtype=bool)
+        onset = epochs["onset_s"].to_numpy(float)
+        stop = onset + epochs["duration_s"].to_numpy(float)
+        sides = epochs["side"].astype(str).to_numpy()
+        for sensor, (activities, _floor) in zip(
+            self._sensors, self.preprocess(detection), strict=True
+        ):
+            rows = np.flatnonzero(sides == sensor.side)
+            if not len(rows):
+                continue
+            edges = np.concatenate([onset[rows], stop[rows][-1:]])
+            sums = np.zeros(len(rows))
+            counts = np.zeros(len(rows))
+            for t0, signal in activities:
+                times = t0 + (np.arange(len(signal.activity_g)) + 0.5) * signal.block_s
+                where = np.searchsorted(edges, times, side="right") - 1
+                ok = (where >= 0) & (where < len(rows))
+                sums += np.bincount(where[ok], weights=signal.activity_g[ok], minlength=len(rows))
+                counts += np.bincount(where[ok], minlength=len(rows))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                activity[rows] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+            # no data: less than half of the epoch recorded
+            covered = _covered_between(sensor.spans, onset[rows], stop[rows])
+            gap[rows] = covered < 0.5 * (stop[rows] - onset[rows])
+        epochs["activity_g"] = activity
+        epochs["gap"] = gap
+        return epochs
 
     def _parts(self, detection: DetectionParams, window: WindowParams, lean: bool):
         """The LMs inside the window, and those of each island that has any."""
-        start_s, stop_s, islands, _ = self._window(window)
-        key = (detection, start_s, stop_s, window.break_gap_s, lean)
+        start_s, stop_s, islands, *_ = self._window(window, detection)
+        key = (detection, start_s, stop_s, tuple(islands), lean)
         if key not in self._parts_cache:
             monolateral = self.detect(detection)
             onset = monolateral["onset_s"]
@@ -527,7 +749,7 @@ class PreparedNight:
         rules = rules or ScoringRules()
         window = window or WindowParams()
         monolateral = self.detect(detection)
-        start_s, stop_s, islands, (sleep_s, wake_s) = self._window(window)
+        start_s, stop_s, islands, (sleep_s, wake_s), sleep, *_ = self._window(window, detection)
         analyzed_s = float(sum(cov for _, _, cov in islands))
         inside, parts = self._parts(detection, window, lean)
         scored_parts = []
@@ -539,7 +761,7 @@ class PreparedNight:
                     rules,
                     respiratory=self._respiratory,
                     arousals=self._arousals,
-                    sleep=self._sleep,
+                    sleep=sleep,
                 )
                 if lean:
                     scored.attrs.clear()
@@ -598,7 +820,13 @@ class PreparedNight:
                 **sensor.checks,
                 "lm_count": count,
             }
-        if analyzed_s < MIN_NIGHT_S:
+        worn_lost = self._window(window, detection)[-1]
+        if analyzed_s < MIN_NIGHT_S and worn_lost >= MIN_NIGHT_S:
+            flags.append(
+                f"the band was not worn: {worn_lost / 3600:.2f} h of the analysis window "
+                "without wear, too little worn time to analyse; the indices are unknown"
+            )
+        elif analyzed_s < MIN_NIGHT_S:
             flags.append(
                 f"too short to analyse: {analyzed_s:.0f} s of data in the window "
                 f"(at least {MIN_NIGHT_S:.0f} s needed)"
@@ -608,7 +836,11 @@ class PreparedNight:
         return {"flags": flags, "sensors": sensors}
 
 
-def _analysis_window(night: Night, window: WindowParams, flags: list[str]) -> tuple[float, float]:
+def _analysis_window(
+    night: Night, window: WindowParams, flags: list[str], *, period=None
+) -> tuple[float, float]:
+    """Lights-off to lights-on (the parameters, else the annotations); where neither
+    gives one end, the estimated sleep ``period``'s, else the recording's."""
     start, stop = 0.0, night.duration_s
     off = window.lights_off_s
     on = window.lights_on_s
@@ -616,6 +848,12 @@ def _analysis_window(night: Night, window: WindowParams, flags: list[str]) -> tu
         off = _lights(night, "lights_off", first=True)
     if on is None:
         on = _lights(night, "lights_on", first=False)
+    if period is not None:
+        # the estimated period stands in for a missing end, if it leaves a window
+        lo = max(0.0, float(period[0])) if off is None else float(off)
+        hi = min(night.duration_s, float(period[1])) if on is None else float(on)
+        if hi > lo:
+            off, on = lo, hi
     if off is not None:
         start = max(start, float(off))
     if on is not None:
@@ -705,6 +943,74 @@ def _coverage(covered, start_s, stop_s, break_gap_s) -> list[tuple[float, float,
         else:
             islands.append([lo, hi, hi - lo])
     return [(lo, hi, cov) for lo, hi, cov in islands]
+
+
+def _side_spans(table: pd.DataFrame, side: str) -> list[tuple[float, float]]:
+    """The ``(onset, offset)`` spans of one side in a ``side, onset_s, duration_s`` table."""
+    if table is None or not len(table):
+        return []
+    rows = table[table["side"].astype(str) == side]
+    onset = rows["onset_s"].to_numpy(float)
+    return list(zip(onset, onset + rows["duration_s"].to_numpy(float), strict=True))
+
+
+def _subtract_spans(spans, cuts) -> list[tuple[float, float]]:
+    """``spans`` less the time in ``cuts`` (both lists of ``(lo, hi)``)."""
+    if not cuts:
+        return list(spans)
+    out = []
+    cuts = sorted(cuts)
+    for lo, hi in spans:
+        pieces = [(lo, hi)]
+        for a, b in cuts:
+            if b <= lo or a >= hi:
+                continue
+            pieces = [
+                piece
+                for p_lo, p_hi in pieces
+                for piece in ((p_lo, min(p_hi, a)), (max(p_lo, b), p_hi))
+                if piece[1] > piece[0]
+            ]
+        out.extend(pieces)
+    return out
+
+
+def _covered_between(spans, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Seconds of ``spans`` inside each ``[starts[i], stops[i])`` (vectorised)."""
+    if not spans:
+        return np.zeros(len(starts))
+    bounds = np.asarray(sorted(spans), dtype=float)
+    edges = bounds.ravel()
+    # cumulative covered time at each edge: a piecewise-linear function of time
+    lengths = bounds[:, 1] - bounds[:, 0]
+    cumulative = np.repeat(np.concatenate([[0.0], np.cumsum(lengths)[:-1]]), 2)
+    cumulative[1::2] += lengths
+    covered = np.interp(stops, edges, cumulative) - np.interp(starts, edges, cumulative)
+    return np.maximum(covered, 0.0)
+
+
+def _state_spans(sleep: pd.DataFrame | None, start_s: float, stop_s: float) -> pd.DataFrame:
+    """The window cut into ``sleep`` and ``wake`` spans (``onset_s, duration_s, state``)."""
+    rows = []
+    cursor = start_s
+    if sleep is not None and len(sleep):
+        onset = sleep["onset_s"].to_numpy(float)
+        order = np.argsort(onset, kind="stable")
+        ends = (onset + sleep["duration_s"].to_numpy(float))[order]
+        for lo, hi in zip(onset[order], ends, strict=True):
+            lo, hi = max(lo, start_s), min(hi, stop_s)
+            if hi <= lo or hi <= cursor:
+                continue
+            lo = max(lo, cursor)
+            if lo > cursor:
+                rows.append((cursor, lo - cursor, "wake"))
+            rows.append((lo, hi - lo, "sleep"))
+            cursor = hi
+    if stop_s > cursor:
+        rows.append((cursor, stop_s - cursor, "wake"))
+    return pd.DataFrame(rows, columns=["onset_s", "duration_s", "state"]).astype(
+        {"onset_s": float, "duration_s": float, "state": object}
+    )
 
 
 def _sleep_spans(night: Night) -> pd.DataFrame | None:

@@ -55,6 +55,35 @@ int16 converter of ±``range_g`` and saturation at its limits.
 * **Bad recordings** (``noisy``): bed-partner bumps (1-5 Hz), cable knocks (15-40 Hz)
   and spikes, none of them leg movements.
 
+Out of bed (``evening_h``, ``morning_h``)
+-----------------------------------------
+The night in bed (``hours``) can be framed by an awake evening and morning, so that a
+sleep-window estimator has something to find. Upright, "up" is ``-x`` in the leg
+frame (the shank vertical). The evening is a chain of bouts (walking 10 s-10 min,
+standing, sitting 2-60 min with the feet on the floor (shank vertical to 35 degrees
+forward) or the legs crossed (40-70 degrees), or reclining with the feet up (shank
+near horizontal)) and ends with a bedtime routine: walk, stand at the basin, walk, sit
+on the bed's edge, then a 3-6 s turn into the first lying posture of the night. The
+morning starts with the reverse (out of bed onto its edge, stand, walk, stand, walk)
+and continues with bouts. Every bout carries a postural wobble of the shank (an AR(1)
+angle of SD 0.5-1.2 degrees, time constant 2-20 s) and fidgets (wake movements, 3-25
+degrees, 0.5-20 s, 0.5-1 per minute); walking swings the shank 18-30 degrees
+peak-to-peak at 0.8-1 strides/s (left leg half a stride late) with its tangential and
+centripetal acceleration at 0.4 m from the knee and a heel strike per stride (damped
+10-25 Hz, about 1.2 g). Changes between bouts are 1.5-4 s turns. Truth: the ``wake``
+span runs from the first sample to sleep onset and from the final awakening to the
+last sample; ``out_of_bed`` rows cover the evening and the morning, ``walking`` rows the
+walking bouts; evening and morning movements are not ``lm`` rows.
+
+Non-wear (``nonwear``)
+----------------------
+The band lies off the leg on a table: 5-15 s of handling (a turn with swing and body
+acceleration) at each end, and in between one constant orientation (in 4 spans of 5
+the housing flat, the sensor's ``z`` within a few degrees of vertical, else at random)
+with only the sensor's noise, drift and quantisation. Truth: a ``nonwear`` row per
+sensor; a leg's ``lm`` rows overlapping its non-wear are removed (no band saw them),
+whole-body rows only when every band is off.
+
 What a detector sees
 --------------------
 Measured on ``moderate`` nights at 100 Hz (10th / 50th / 90th percentiles):
@@ -113,7 +142,14 @@ label           meaning
 ``lights_on``   zero duration, a few minutes before the end.
 ``artifact``    a non-movement disturbance (bed partner bump, cable knock, spike);
                 only in scenarios that have them. Not a pmld label yet.
+``out_of_bed``  the evening before getting into bed and the morning after getting up
+                (only with ``evening_h`` / ``morning_h``).
+``walking``     a walking bout out of bed.
+``nonwear``     the band of ``side`` was off the leg (only with ``nonwear``).
 ==============  ====================================================================
+
+The sleep period (sleep onset to final awakening) is ``meta["sleep_onset_s"]`` to
+``meta["final_awakening_s"]``; its sleep is the period minus the ``wake`` rows.
 
 In a one-sensor night every leg movement is on the recorded leg (the scenario
 describes what that leg does); in a two-sensor night movements are shared out between
@@ -147,9 +183,11 @@ import math
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 from scipy.special import ndtr, ndtri
 
 from .errors import UsageError
@@ -495,11 +533,15 @@ def simulate_night(
     hours: float = 8.0,
     fs_hz: float = 100.0,
     seed: int = 0,
-    start_utc: datetime | str = "2026-01-05T22:30:00+00:00",
+    start_utc: datetime | str | None = None,
     timezone: str = "UTC",
     bilateral: bool | None = None,
     range_g: float = 8.0,
     side: str | None = None,
+    evening_h: float = 0.0,
+    morning_h: float = 0.0,
+    nonwear=(),
+    start_local: datetime | str | None = None,
 ) -> Night:
     """Simulate one night of ankle acceleration with its ground truth.
 
@@ -509,7 +551,8 @@ def simulate_night(
         A key of :data:`SCENARIOS` (healthy, moderate, severe, noisy, restless,
         bilateral) or a :class:`Scenario`.
     hours : float
-        Length of the recording, 1/60 (one minute) to 48 hours.
+        Length of the night in bed (from getting into bed to getting up), 1/60 (one
+        minute) to 48 hours; the whole recording when ``evening_h`` and ``morning_h`` are 0.
     fs_hz : float
         Sampling rate, 10 to 1000 Hz. Components of the movement model above 0.4 ``fs_hz``
         are lowered to 0.4 ``fs_hz``.
@@ -518,10 +561,15 @@ def simulate_night(
         :class:`numpy.random.SeedSequence` streams for the night's structure, the
         movements, each leg and the artefacts). Same arguments and seed give
         bit-identical nights.
-    start_utc : datetime or str
-        Time of the first sample, ISO 8601 with a UTC offset.
+    start_utc : datetime or str, optional
+        Time of the first sample, ISO 8601 with a UTC offset (default
+        2026-01-05T22:30:00+00:00).
     timezone : str
         IANA time zone of the night (for local times).
+    start_local : datetime or str, optional
+        Instead of ``start_utc``: the local wall-clock time of the first sample in
+        ``timezone``, without a UTC offset (e.g. ``"2026-03-28T19:30"``); the offset
+        follows from the zone's rules on that date (daylight saving included).
     bilateral : bool, optional
         Record both ankles (sensors ``left`` and ``right``); by default as the scenario
         says. One sensor is on the right ankle.
@@ -532,6 +580,16 @@ def simulate_night(
         Full scale of the simulated int16 accelerometer, 2 to 64 g. Samples are
         ``counts * range_g / 32768`` with ``counts`` in -32768..32767 (saturating), stored
         as float32 (exact for power-of-two ranges).
+    evening_h, morning_h : float
+        Hours awake out of bed before getting into bed and after getting up (0 to 12
+        each; default 0: the recording starts a few minutes before lights-off and ends a
+        few minutes after lights-on, as a night without them). See "Out of bed" in the
+        module docstring. The recording lasts ``evening_h + hours + morning_h``.
+    nonwear : sequence of tuples
+        Spans when the band is off the ankle, lying on a table: ``(onset_s,
+        duration_s)`` for every sensor or ``(onset_s, duration_s, side)`` for one,
+        in seconds from the first sample; each at least 60 s and inside the recording.
+        See "Non-wear" in the module docstring.
 
     Returns
     -------
@@ -540,9 +598,10 @@ def simulate_night(
         float32; ``device`` holds model ``"pmld-sim"``, ``range_g``, ``counts_per_g``,
         ``resolution_g``, scenario, seed and the simulated calibration errors
         (``sim_*``). ``annotations`` hold the ground truth (see the module docstring) and
-        ``meta`` the scenario, seed, hours, sampling rate, lights, sleep onset, final
-        awakening, total sleep time (``tst_s``, inside lights-off..lights-on), REM time
-        and the night's PLM target.
+        ``meta`` the scenario, seed, hours, ``evening_h``, ``morning_h``, sampling rate,
+        lights, sleep onset, final awakening (the sleep period's ends), total sleep time
+        (``tst_s``, inside lights-off..lights-on), REM time and the night's PLM target.
+        All times are seconds from the first sample.
 
     Raises
     ------
@@ -577,9 +636,14 @@ def simulate_night(
         raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     if bilateral is not None and not isinstance(bilateral, bool | np.bool_):
         raise UsageError(f"bilateral must be True, False or None, got {bilateral!r}")
-    start = as_utc(start_utc)
     check_timezone(timezone)
-    n = int(round(hours * 3600.0 * fs_hz))
+    start = _start_time(start_utc, start_local, timezone)
+    evening_h = _check_span_hours("evening_h", evening_h)
+    morning_h = _check_span_hours("morning_h", morning_h)
+    n_bed = int(round(hours * 3600.0 * fs_hz))
+    n_evening = int(round(evening_h * 3600.0 * fs_hz))
+    n_morning = int(round(morning_h * 3600.0 * fs_hz))
+    n = n_evening + n_bed + n_morning
     if n > _MAX_SAMPLES:
         raise UsageError(
             f"{hours:g} h at {fs_hz:g} Hz is {n} samples per sensor; the simulator makes at "
@@ -593,9 +657,15 @@ def simulate_night(
         )
     sides = ("left", "right") if two else ("right",)
     one_ankle = side or "right"  # (the loop over the legs below reuses the name `side`)
-    total_s = n / fs_hz
+    total_s = n_bed / fs_hz  # the night in bed: every event below is timed on its clock
+    evening_s = n_evening / fs_hz
+    recording_s = n / fs_hz
+    # The truth is written for the sensor's side label: "right" until relabelled below.
+    off_spans = _check_nonwear(nonwear, recording_s, sides, one_ankle)
 
-    streams = np.random.SeedSequence(int(seed)).spawn(6)
+    # Children 0-5 are the original streams (spawning more leaves them unchanged), so a
+    # night without the out-of-bed options is bit-identical to what it always was.
+    streams = np.random.SeedSequence(int(seed)).spawn(10)
     rng_structure = np.random.default_rng(streams[0])
     rng_details = np.random.default_rng(streams[2])
     rng_artifact = np.random.default_rng(streams[3])
@@ -606,22 +676,33 @@ def simulate_night(
     wake_moves, postures = _wake_movements(sc, structure, postures, sides, rng_structure)
     classes = _posture_classes(postures, rng_structure)
     windows = _series_windows(structure, postures)
-    tst_s = _total_sleep_s(structure)
+    tst_s = _total_sleep_s(structure)  # (the evening and morning hold no sleep)
     series = _calibrated_series(sc, windows, night_index * tst_s / 3600.0, total_s, streams[1])
     moves = _series_moves(sc, series, sides, rng_details)
     moves += _isolated_moves(sc, structure, postures, moves + wake_moves, sides, rng_details)
     moves = _resolve_overlaps(moves + wake_moves)
     artifacts = _artifacts(sc, total_s, sides, fs_hz, rng_artifact)
 
+    day = _day_schedule(evening_s, n_morning / fs_hz, np.random.default_rng(streams[6]))
+
     counts_per_g = 32768.0 / range_g
     sensors = []
-    for side, stream in zip(("left", "right"), streams[4:], strict=True):
+    for side, stream, day_stream in zip(
+        ("left", "right"), streams[4:6], streams[8:10], strict=True
+    ):
         if side not in sides:
             continue
         rng_leg = np.random.default_rng(stream)
         mount = _random_rotation(rng_leg)
+        extra = None
+        if n != n_bed or off_spans:
+            extra = _OutOfBed(
+                n_evening, day, [s for s in off_spans if s[2] == side],
+                np.random.default_rng(day_stream),
+            )
         acc, calib = _leg_signal(
-            n, fs_hz, sc, postures, classes, moves, artifacts, side, mount, rng_leg, counts_per_g
+            n_bed, fs_hz, sc, postures, classes, moves, artifacts, side, mount, rng_leg,
+            counts_per_g, extra=extra, n_total=n,
         )
         device = {
             "model": "pmld-sim",
@@ -635,13 +716,21 @@ def simulate_night(
         }
         sensors.append(Sensor(acc, fs_hz, start, side=side, device=device))
 
-    annotations = _annotations(structure, postures, moves, artifacts)
+    if n != n_bed:
+        structure = _shift_structure(structure, evening_s, recording_s)
+    annotations = _annotations(structure, postures, moves, artifacts, evening_s)
+    if n != n_bed or off_spans:
+        annotations = _out_of_bed_annotations(
+            annotations, day, evening_s, total_s, recording_s, off_spans, sides
+        )
     rem_s = sum(b - a for a, b in structure.rem)
     meta = {
         "simulator": "pmld.simulate",
         "scenario": sc.name,
         "seed": int(seed),
         "hours": hours,
+        "evening_h": evening_h,
+        "morning_h": morning_h,
         "fs_hz": fs_hz,
         "bilateral": int(two),
         "range_g": range_g,
@@ -1219,10 +1308,21 @@ def _leg_signal(
     mount: np.ndarray,
     rng: np.random.Generator,
     counts_per_g: float,
+    extra: _OutOfBed | None = None,
+    n_total: int | None = None,
 ):
-    """Acceleration of one ankle in the sensor frame, quantised, and its calibration."""
+    """Acceleration of one ankle in the sensor frame, quantised, and its calibration.
+
+    ``n`` samples of the night in bed are built in place; with ``extra`` they sit after
+    ``extra.n_evening`` samples of evening in an array of ``n_total`` samples, and the
+    evening, morning and non-wear spans are drawn from ``extra.rng`` (never from ``rng``,
+    whose draws stay those of a night without them).
+    """
     f_max = 0.4 * fs_hz
-    acc = np.empty((n, 3), dtype=np.float32)
+    n_total = n if n_total is None else n_total
+    full = np.empty((n_total, 3), dtype=np.float32)
+    e0 = 0 if extra is None else extra.n_evening
+    acc = full[e0 : e0 + n]
 
     # Postures: "up" in the leg frame, constant between changes; each leg its own tilt.
     ups = [_unit(_tilted(_POSTURE_UP[c], 12.0, rng)) for c in classes]
@@ -1241,6 +1341,11 @@ def _leg_signal(
     for a in artifacts:
         if a.side in (side, "unknown"):
             _add_artifact(acc, a, fs_hz, f_max, rng)
+    if extra is not None:
+        _render_day(full, e0, n, ups[0], ups[-1], extra, side, fs_hz, f_max)
+        _render_nonwear(full, extra, mount, fs_hz, f_max)
+    acc = full
+    n = n_total
 
     # Sensor: mount rotation, gain and offset errors, drift, noise, int16 quantisation.
     gain = 1.0 + sc.gain_sd * rng.standard_normal(3)
@@ -1399,7 +1504,10 @@ def _add_artifact(
 # -- annotations -----------------------------------------------------------------------
 
 
-def _annotations(st: _Structure, postures, moves: list[_Move], artifacts) -> pd.DataFrame:
+def _annotations(
+    st: _Structure, postures, moves: list[_Move], artifacts, offset_s: float = 0.0
+) -> pd.DataFrame:
+    """The truth rows; ``st`` on the recording's clock, the events ``offset_s`` earlier."""
     frames = [
         make_annotations([st.lights_off_s], 0.0, "lights_off", "unknown", _SIMULATOR),
         make_annotations([st.lights_on_s], 0.0, "lights_on", "unknown", _SIMULATOR),
@@ -1410,7 +1518,7 @@ def _annotations(st: _Structure, postures, moves: list[_Move], artifacts) -> pd.
     if postures:
         frames.append(
             make_annotations(
-                [p.onset_s for p in postures],
+                [p.onset_s + offset_s for p in postures],
                 [p.duration_s for p in postures],
                 "posture",
                 "unknown",
@@ -1420,7 +1528,7 @@ def _annotations(st: _Structure, postures, moves: list[_Move], artifacts) -> pd.
     if moves:
         frames.append(
             make_annotations(
-                [m.onset_s for m in moves],
+                [m.onset_s + offset_s for m in moves],
                 [m.duration_s for m in moves],
                 "lm",
                 [m.side for m in moves],
@@ -1438,7 +1546,7 @@ def _annotations(st: _Structure, postures, moves: list[_Move], artifacts) -> pd.
         rows = [spans[k] for k in sorted(spans)]
         frames.append(
             make_annotations(
-                [r[0] for r in rows],
+                [r[0] + offset_s for r in rows],
                 [r[1] - r[0] for r in rows],
                 "plm_series",
                 [next(iter(r[2])) if len(r[2]) == 1 else "unknown" for r in rows],
@@ -1448,7 +1556,7 @@ def _annotations(st: _Structure, postures, moves: list[_Move], artifacts) -> pd.
     if artifacts:
         frames.append(
             make_annotations(
-                [a.onset_s for a in artifacts],
+                [a.onset_s + offset_s for a in artifacts],
                 [a.duration_s for a in artifacts],
                 "artifact",
                 [a.side for a in artifacts],
@@ -1507,3 +1615,432 @@ def _inside(times: np.ndarray, spans: np.ndarray) -> np.ndarray:
     ok = idx >= 0
     ok[ok] = times[ok] < spans[idx[ok], 1]
     return ok
+
+
+# -- out of bed and non-wear -----------------------------------------------------------
+
+_DEFAULT_START_UTC = "2026-01-05T22:30:00+00:00"
+_MAX_OUT_OF_BED_H = 12.0
+_MIN_NONWEAR_S = 60.0
+
+#: Median duration (s) and log-SD of a bout of each kind of daytime behaviour, and the
+#: bounds it is clipped to.
+_BOUT_LENGTH = {
+    "walk": (60.0, 0.8, 10.0, 600.0),
+    "stand": (90.0, 0.7, 10.0, 900.0),
+    "sit": (900.0, 0.7, 120.0, 3600.0),
+    "recline": (900.0, 0.7, 120.0, 3600.0),
+}
+#: What follows a bout: (kinds, probabilities).
+_NEXT_BOUT = {
+    "walk": (("stand", "sit", "recline"), (0.35, 0.5, 0.15)),
+    "stand": (("walk", "sit"), (0.7, 0.3)),
+    "sit": (("walk", "stand"), (0.7, 0.3)),
+    "recline": (("walk", "stand"), (0.7, 0.3)),
+}
+#: Postural wobble of the shank (SD in degrees, time constant in s) and fidgets per
+#: minute, by kind of bout.
+_WOBBLE = {
+    "walk": (1.0, 2.0, 0.0),
+    "stand": (1.2, 3.0, 0.5),
+    "sit": (0.8, 15.0, 1.0),
+    "recline": (0.5, 20.0, 0.6),
+    "bed_edge": (1.0, 5.0, 1.0),
+}
+
+
+class _Bout(NamedTuple):
+    """A span of daytime behaviour, on the recording's clock, shared by both legs."""
+
+    onset_s: float
+    duration_s: float
+    kind: str  # walk, stand, sit, recline, bed_edge
+    stride_hz: float  # walking only
+    swing_deg: float
+    heel_g: float
+
+
+class _OutOfBed(NamedTuple):
+    n_evening: int
+    day: list[_Bout]
+    nonwear: list[tuple[float, float, str]]
+    rng: np.random.Generator
+
+
+def _start_time(start_utc, start_local, timezone: str) -> datetime:
+    """The first sample's UTC time from ``start_utc`` or a local wall-clock ``start_local``."""
+    if start_local is None:
+        return as_utc(_DEFAULT_START_UTC if start_utc is None else start_utc)
+    if start_utc is not None:
+        raise UsageError("give start_utc or start_local, not both")
+    when = start_local
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when.strip())
+        except ValueError:
+            raise UsageError(
+                f"start_local {start_local!r} is not an ISO 8601 local time "
+                "(e.g. 2026-03-28T19:30)"
+            ) from None
+    if not isinstance(when, datetime):
+        raise UsageError(f"start_local must be an ISO 8601 string or datetime, got {when!r}")
+    if when.tzinfo is not None:
+        raise UsageError(
+            f"start_local {when.isoformat()} carries a UTC offset; give the wall-clock time "
+            "alone (the offset follows from timezone), or use start_utc"
+        )
+    return as_utc(when.replace(tzinfo=ZoneInfo(timezone)))
+
+
+def _check_span_hours(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise UsageError(f"{name} must be a number of hours, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value <= _MAX_OUT_OF_BED_H):
+        raise UsageError(f"{name} must be between 0 and {_MAX_OUT_OF_BED_H:g} hours, got {value}")
+    return value
+
+
+def _check_nonwear(spans, recording_s: float, sides, one_ankle: str):
+    """Non-wear spans as sorted ``(onset_s, duration_s, side)``, sides as simulated."""
+    if spans is None:
+        return []
+    if isinstance(spans, str | bytes) or not hasattr(spans, "__iter__"):
+        raise UsageError(
+            f"nonwear must be a list of (onset_s, duration_s[, side]) tuples, got {spans!r}"
+        )
+    out = []
+    for span in spans:
+        if isinstance(span, str | bytes) or not hasattr(span, "__len__") or len(span) not in (2, 3):
+            raise UsageError(
+                f"a nonwear span is (onset_s, duration_s) or (onset_s, duration_s, side), "
+                f"got {span!r}"
+            )
+        onset, duration = span[0], span[1]
+        for name, value in (("onset_s", onset), ("duration_s", duration)):
+            if isinstance(value, bool) or not isinstance(
+                value, int | float | np.integer | np.floating
+            ) or not math.isfinite(value):
+                raise UsageError(f"nonwear {name} must be a finite number, got {value!r}")
+        onset, duration = float(onset), float(duration)
+        if onset < 0 or duration < _MIN_NONWEAR_S or onset + duration > recording_s + 1e-6:
+            raise UsageError(
+                f"nonwear span ({onset:g} s, {duration:g} s) must last at least "
+                f"{_MIN_NONWEAR_S:g} s and lie inside the recording (0-{recording_s:g} s)"
+            )
+        if len(span) == 3 and span[2] is not None:
+            wanted = span[2]
+            known = (one_ankle,) if len(sides) == 1 else sides
+            if wanted not in known:
+                raise UsageError(
+                    f"nonwear side must be one of {', '.join(known)}, got {wanted!r}"
+                )
+            targets = [sides[0]] if len(sides) == 1 else [wanted]
+        else:
+            targets = list(sides)
+        out += [(onset, duration, s) for s in targets]
+    out.sort()
+    for s in sides:
+        mine = [x for x in out if x[2] == s]
+        for a, b in zip(mine, mine[1:], strict=False):
+            if b[0] < a[0] + a[1]:
+                raise UsageError(
+                    f"nonwear spans at {a[0]:g} s and {b[0]:g} s overlap on the same sensor"
+                )
+    return out
+
+
+def _day_schedule(evening_s: float, morning_s: float, rng: np.random.Generator) -> list[_Bout]:
+    """Bouts of walking, standing and sitting before and after the night in bed.
+
+    The evening ends with a bedtime routine (walk, stand at the basin, walk, sit on the
+    bed's edge) and the morning starts with its mirror; the rest is a Markov chain of
+    bouts. Onsets are on the clock of the evening (0..``evening_s``) and of the morning
+    (0..``morning_s``, tagged by a negative-free second list); see :func:`_place_day`.
+    """
+    evening = _bouts_before(evening_s, rng) if evening_s > 0 else []
+    morning = _bouts_after(morning_s, rng) if morning_s > 0 else []
+    return [("evening", b) for b in evening] + [("morning", b) for b in morning]
+
+
+def _bout(rng: np.random.Generator, kind: str, onset: float, duration: float) -> _Bout:
+    stride = rng.uniform(0.8, 1.0)
+    swing = rng.uniform(18.0, 30.0)
+    heel = float(np.clip(_lognormal(rng, 1.2, 0.4), 0.4, 4.0))
+    return _Bout(float(onset), float(duration), kind, stride, swing, heel)
+
+
+def _random_bouts(t0: float, t1: float, kind: str, rng: np.random.Generator) -> list[_Bout]:
+    out = []
+    t = t0
+    while t1 - t > 1e-6:  # (bouts tile the span: no sample is left unwritten)
+        median, log_sd, low, high = _BOUT_LENGTH[kind]
+        length = float(np.clip(_lognormal(rng, median, log_sd), low, high))
+        length = min(length, t1 - t)
+        out.append(_bout(rng, kind, t, length))
+        t += length
+        kinds, probs = _NEXT_BOUT[kind]
+        kind = str(rng.choice(kinds, p=probs))
+    return out
+
+
+def _routine(steps, total: float, rng: np.random.Generator):
+    lengths = np.array([rng.uniform(lo, hi) for _, lo, hi in steps])
+    if lengths.sum() > total:  # a short evening: squeeze the routine into it
+        lengths *= total / lengths.sum()
+    return [k for k, _, _ in steps], lengths
+
+
+def _bouts_before(evening_s: float, rng: np.random.Generator) -> list[_Bout]:
+    steps = (("walk", 15.0, 60.0), ("stand", 60.0, 240.0), ("walk", 5.0, 20.0),
+             ("bed_edge", 10.0, 60.0))
+    kinds, lengths = _routine(steps, evening_s, rng)
+    t_routine = evening_s - float(lengths.sum())
+    first = str(rng.choice(("sit", "stand", "walk"), p=(0.5, 0.2, 0.3)))
+    out = _random_bouts(0.0, t_routine, first, rng)
+    t = t_routine
+    for kind, length in zip(kinds, lengths, strict=True):
+        out.append(_bout(rng, kind, t, float(length)))
+        t += float(length)
+    return out
+
+
+def _bouts_after(morning_s: float, rng: np.random.Generator) -> list[_Bout]:
+    steps = (("bed_edge", 20.0, 120.0), ("stand", 10.0, 60.0), ("walk", 20.0, 90.0),
+             ("stand", 60.0, 300.0), ("walk", 10.0, 60.0))
+    kinds, lengths = _routine(steps, morning_s, rng)
+    out, t = [], 0.0
+    for kind, length in zip(kinds, lengths, strict=True):
+        out.append(_bout(rng, kind, t, float(length)))
+        t += float(length)
+    first = str(rng.choice(("sit", "stand"), p=(0.6, 0.4)))
+    return out + _random_bouts(t, morning_s, first, rng)
+
+
+def _place_day(day, evening_s: float, bed_end_s: float) -> list[_Bout]:
+    """The bouts on the recording's clock."""
+    return [
+        b._replace(onset_s=b.onset_s + (0.0 if part == "evening" else bed_end_s))
+        for part, b in day
+    ]
+
+
+def _base_orientation(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """"Up" in the leg frame for a bout: upright shank (``-x``), or the shank reclined."""
+    upright = np.array([-1.0, 0.0, 0.0])
+    if kind in ("walk", "stand"):
+        return _unit(_tilted(upright, 4.0, rng))
+    if kind == "recline":  # feet up on a stool or sofa: the shank near horizontal
+        return _unit(_tilted(np.array([0.0, 0.0, 1.0]), 15.0, rng))
+    if kind == "sit" and rng.random() < 0.3:  # legs crossed: the shank inclined 40-70 deg
+        axis = _unit(np.array([0.0, rng.normal(), rng.normal()]))
+        return _unit(_rotate(upright[None, :], axis, np.deg2rad([rng.uniform(40, 70)]))[0])
+    # sitting, feet on the floor: shank vertical to 35 degrees forward or 10 back
+    lean = np.deg2rad(rng.uniform(-10.0, 35.0))
+    up = _rotate(upright[None, :], np.array([0.0, 1.0, 0.0]), np.array([lean]))[0]
+    return _unit(_tilted(up, 5.0, rng))
+
+
+def _wobble(size: int, fs_hz: float, sd_deg: float, tau_s: float, rng) -> np.ndarray:
+    """An AR(1) angle (rad) with SD ``sd_deg`` and time constant ``tau_s``, per sample."""
+    knot_s = 0.5
+    n_knots = int(size / fs_hz / knot_s) + 2
+    rho = math.exp(-knot_s / tau_s)
+    shocks = rng.standard_normal(n_knots) * math.sqrt(1.0 - rho * rho)
+    shocks[0] = rng.standard_normal()
+    knots = lfilter([1.0], [1.0, -rho], shocks)
+    t = np.arange(size) / fs_hz
+    return np.deg2rad(sd_deg) * np.interp(t, np.arange(n_knots) * knot_s, knots)
+
+
+def _render_day(full, e0: int, n_bed: int, up_first, up_last, extra: _OutOfBed, side: str,
+                fs_hz: float, f_max: float) -> None:
+    """Fill the evening and morning samples of one leg (leg frame, in g)."""
+    rng = extra.rng
+    n = full.shape[0]
+    bed_end_s = (e0 + n_bed) / fs_hz
+    bouts = _place_day(extra.day, e0 / fs_hz, bed_end_s)
+    boundaries = []
+    fidgets = []
+    for b in bouts:
+        i0 = int(round(b.onset_s * fs_hz))
+        i1 = min(n, int(round((b.onset_s + b.duration_s) * fs_hz)))
+        if i1 <= i0:
+            continue
+        size = i1 - i0
+        base = _base_orientation(b.kind, rng)
+        sd_deg, tau_s, fidget_per_min = _WOBBLE[b.kind]
+        # "up" tipped by two small angles about axes across it: a1 about e1, then a2
+        # about e2 = base x e1, in closed form (cheaper than two general rotations).
+        e1 = _unit(_cross(base, _random_unit(rng)))
+        e2 = _cross(base, e1)
+        a1 = _wobble(size, fs_hz, sd_deg, tau_s, rng)
+        a2 = _wobble(size, fs_hz, sd_deg, tau_s, rng)
+        cos1 = np.cos(a1)
+        block = (
+            np.outer(cos1 * np.cos(a2), base)
+            + np.outer(cos1 * np.sin(a2), e1)
+            - np.outer(np.sin(a1), e2)
+        )
+        if b.kind == "walk":
+            block = _walk(block, b, side, fs_hz, f_max, rng)
+        full[i0:i1] = block
+        boundaries.append(i0)
+        n_fidgets = rng.poisson(fidget_per_min * b.duration_s / 60.0)
+        for t in np.sort(rng.uniform(b.onset_s, b.onset_s + b.duration_s, n_fidgets)):
+            length = float(np.clip(_lognormal(rng, 2.5, 0.7), 0.5, 20.0))
+            if t + length < b.onset_s + b.duration_s - 1.0:
+                fidgets.append(_Move(float(t), length, side, rng.uniform(3.0, 25.0), True, -1))
+    # Smooth changes of posture between bouts (standing up, sitting down), into bed at
+    # the end of the evening and out of it at the start of the morning.
+    for i in boundaries:
+        m = int(rng.uniform(1.5, 4.0) * fs_hz)
+        if i == 0 or i == e0 + n_bed or i + m >= n:
+            continue
+        full[i : i + m] = _posture_change(full[i - 1], full[i + m], m, fs_hz, f_max, rng)
+    if e0 > 0:
+        m = min(e0 - 1, int(rng.uniform(3.0, 6.0) * fs_hz))
+        if m > 1:
+            full[e0 - m : e0] = _posture_change(full[e0 - m - 1], up_first, m, fs_hz, f_max, rng)
+    i = e0 + n_bed
+    if i < n:
+        m = min(n - i - 1, int(rng.uniform(3.0, 6.0) * fs_hz))
+        if m > 1:
+            full[i : i + m] = _posture_change(up_last, full[i + m], m, fs_hz, f_max, rng)
+    for f in fidgets:
+        _add_movement(full, f, fs_hz, f_max, rng)
+
+
+def _walk(block: np.ndarray, b: _Bout, side: str, fs_hz: float, f_max: float, rng):
+    """Gait: the shank swings about the medio-lateral axis, heel strikes jolt it.
+
+    The shank pendulum (``swing_deg`` peak-to-peak about vertical at the stride
+    frequency, plus a second harmonic) and its tangential and centripetal acceleration
+    at a 0.4 m lever from the knee; one heel strike per stride (a damped 10-25 Hz
+    transient of about ``heel_g`` along the shank). The left leg is half a stride late.
+    """
+    size = block.shape[0]
+    t = np.arange(size) / fs_hz
+    ramp = _minimum_jerk(np.minimum(t, t[-1] - t) / 1.5)  # start and stop over 1.5 s
+    f = min(b.stride_hz, f_max)
+    phase = math.pi if side == "left" else 0.0
+    w = 2 * np.pi * f
+    amp = np.deg2rad(b.swing_deg / 2.0)
+    theta = ramp * amp * (np.sin(w * t + phase) + 0.3 * np.sin(2 * w * t + 2 * phase + 0.8))
+    out = _rotate(block, np.array([0.0, 1.0, 0.0]), theta)
+    dt = 1.0 / fs_hz
+    omega = np.gradient(theta, dt)
+    alpha = np.gradient(omega, dt)
+    lever_m = 0.4
+    lever = np.array([1.0, 0.0, 0.0])  # the ankle is distal to the knee
+    tangential = _cross(np.array([0.0, 1.0, 0.0]), lever)
+    out += (lever_m / STANDARD_GRAVITY) * (
+        np.outer(alpha, tangential) - np.outer(omega * omega, lever)
+    )
+    # Heel strikes: an impulse train filtered by one damped oscillation.
+    strikes = np.zeros(size)
+    k = np.arange(int(t[-1] * f) + 1)
+    idx = ((k + (0.5 if side == "left" else 0.0) + 0.2) / f * fs_hz).astype(np.int64)
+    idx = idx[idx < size]
+    strikes[idx] = b.heel_g * np.exp(0.3 * rng.standard_normal(idx.size)) * ramp[idx]
+    kt = np.arange(int(0.3 * fs_hz)) / fs_hz
+    kernel = _damped(kt, 1.0, min(rng.uniform(10.0, 25.0), f_max), rng.uniform(0.02, 0.05))
+    jolt = np.convolve(strikes, kernel)[:size]
+    direction = _unit(np.array([-1.0, 0.0, 0.3]) + 0.1 * rng.standard_normal(3))
+    out += np.outer(jolt, direction)
+    return out
+
+
+def _render_nonwear(full, extra: _OutOfBed, mount: np.ndarray, fs_hz: float,
+                    f_max: float) -> None:
+    """The band off the leg: handled for a few seconds, then still on a table.
+
+    On the table the sensor's own ``z`` axis is near vertical (the housing lies flat,
+    face up or down, within a few degrees) in 4 of 5 spans, else it rests on an edge at
+    a random orientation. Written in the leg frame (``mount.T`` undoes the mount) so the
+    sensor stage adds only its gain, offset, drift, noise and quantisation.
+    """
+    rng = extra.rng
+    n = full.shape[0]
+    for onset, duration, _side in extra.nonwear:
+        i0 = min(n - 1, int(round(onset * fs_hz)))
+        i1 = min(n, int(round((onset + duration) * fs_hz)))
+        if rng.random() < 0.8:
+            face = np.array([0.0, 0.0, 1.0 if rng.random() < 0.5 else -1.0])
+            table = _unit(_tilted(face, 3.0, rng))
+        else:
+            table = _random_unit(rng)
+        still = mount.T @ table
+        before = full[i0].astype(np.float64)
+        after = full[i1].astype(np.float64) if i1 < n else still
+        full[i0:i1] = still
+        m0 = min(int(rng.uniform(5.0, 15.0) * fs_hz), (i1 - i0) // 3)
+        m1 = min(int(rng.uniform(5.0, 15.0) * fs_hz), (i1 - i0) // 3)
+        if m0 > 1:
+            full[i0 : i0 + m0] = _posture_change(before, still, m0, fs_hz, f_max, rng)
+        if m1 > 1 and i1 < n:
+            full[i1 - m1 : i1] = _posture_change(still, after, m1, fs_hz, f_max, rng)
+
+
+def _shift_structure(st: _Structure, offset_s: float, recording_s: float) -> _Structure:
+    """The night's structure on the recording's clock: the evening and morning are wake."""
+    wake = [(a + offset_s, b + offset_s) for a, b in st.wake]
+    wake[0] = (0.0, wake[0][1])
+    wake[-1] = (wake[-1][0], recording_s)
+    return _Structure(
+        recording_s,
+        st.lights_off_s + offset_s,
+        st.lights_on_s + offset_s,
+        st.sleep_onset_s + offset_s,
+        st.final_awakening_s + offset_s,
+        wake,
+        [(a + offset_s, b + offset_s) for a, b in st.rem],
+    )
+
+
+def _out_of_bed_annotations(
+    annotations: pd.DataFrame, day, evening_s: float, bed_s: float, recording_s: float,
+    off_spans, sides,
+) -> pd.DataFrame:
+    """Add ``out_of_bed``, ``walking`` and ``nonwear`` rows; drop what no band could see.
+
+    A leg's ``lm`` rows (and whole-body rows when every band is off) that overlap its
+    non-wear are removed: the truth is what the worn sensors could record.
+    """
+    frames = [annotations]
+    bed_end = evening_s + bed_s
+    spans = [(0.0, evening_s)] if evening_s > 0 else []
+    if recording_s - bed_end > 0:
+        spans.append((bed_end, recording_s - bed_end))
+    if spans:
+        frames.append(make_annotations(
+            [a for a, _ in spans], [d for _, d in spans], "out_of_bed", "unknown", _SIMULATOR
+        ))
+    walks = [b for b in _place_day(day, evening_s, bed_end) if b.kind == "walk"]
+    if walks:
+        frames.append(make_annotations(
+            [b.onset_s for b in walks], [b.duration_s for b in walks], "walking", "unknown",
+            _SIMULATOR,
+        ))
+    if off_spans:
+        frames.append(make_annotations(
+            [s[0] for s in off_spans], [s[1] for s in off_spans], "nonwear",
+            [s[2] for s in off_spans], _SIMULATOR,
+        ))
+        onset = annotations["onset_s"].to_numpy()
+        end = onset + annotations["duration_s"].to_numpy()
+        movement = annotations["label"].isin(["lm", "posture", "artifact"]).to_numpy()
+        hidden = {}
+        for s in sides:
+            mask = np.zeros(len(annotations), dtype=bool)
+            for a, d, who in off_spans:
+                if who == s:
+                    mask |= (onset < a + d) & (end > a)
+            hidden[s] = mask
+        side = annotations["side"].to_numpy()
+        drop = np.zeros(len(annotations), dtype=bool)
+        for s in sides:
+            drop |= (side == s) & hidden[s]
+        drop |= (side == "unknown") & np.logical_and.reduce([hidden[s] for s in sides])
+        frames[0] = annotations[~(drop & movement)]
+    return pd.concat(frames, ignore_index=True)

@@ -175,6 +175,11 @@ class SweepPlan:
 
 
 def _unknown_name(name: str, where: str) -> UsageError:
+    if name.partition(".")[0] in ("calibration", "sleep"):
+        return UsageError(
+            f"{name!r} in {where}: a sweep calibrates and estimates sleep with the default "
+            "calibration and sleep parameters; those stages cannot be set or swept yet"
+        )
     close = difflib.get_close_matches(name, _KNOWN, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else "'pmld params' lists every name"
     return UsageError(f"unknown parameter {name!r} in {where}; {hint}")

@@ -33,7 +33,9 @@ from pmld.io.summary import read_summary
 from pmld.night import Night
 from pmld.provenance import canonical_json, file_sha256
 from pmld.score import rules_preset, score_leg_movements, summarize
+from pmld.signal import CalibrationParams
 from pmld.simulate import truth_table
+from pmld.sleep import SleepParams
 
 try:
     from pmld.pipeline import WindowParams, analyze
@@ -448,6 +450,8 @@ def test_summary_records_version_parameters_and_input_hash(work, cli):
         "detection": DetectionParams().to_dict(),
         "rules": rules_preset("wasm2016").to_dict(),
         "window": WindowParams().to_dict(),
+        "calibration": CalibrationParams().to_dict(),
+        "sleep": SleepParams().to_dict(),
     }
     assert attrs["parameters_json"] == canonical_json(summary.parameters)
 
@@ -466,7 +470,7 @@ def test_analysing_again_gives_the_same_events_and_indices(work, cli):
 def test_show_prints_the_summary(work, shown):
     summary = read_summary(work / "moderate.plm.h5")
     text = succeeded(shown["show"]).stdout
-    assert "pmld-summary 1.0" in text
+    assert "pmld-summary 1.1" in text
     assert f"PLM index  {summary.indices['plm_index']:.1f}/h" in text
     assert summary.attrs["input_sha256"] in text
     printed = json.loads(succeeded(shown["show json"]).stdout)

@@ -474,3 +474,173 @@ def test_side_puts_the_same_night_on_the_left_ankle():
     assert len(lms) and set(lms["side"]) == {"left"}
     with pytest.raises(UsageError, match="one-sensor"):
         simulate_night("bilateral", hours=0.1, side="left")
+
+
+# -- out of bed, non-wear and local start times ------------------------------------------
+
+# SHA-256 (first 16 hex digits) of the samples and of the annotation table of nights made
+# by the simulator as committed before the out-of-bed options existed (0f3cdb9): with
+# those options off a night must stay bit-identical (same random streams, same
+# arithmetic). Recompute with git show 0f3cdb9:pmld/simulate.py only if the change of
+# the existing scenarios is intended.
+_COMMITTED_HASHES = [
+    (("moderate", 0.5, 100.0, 3, None), "80991f62dba38b1e", "df502c7b4b86fe0c"),
+    (("bilateral", 0.4, 50.0, 1, None), "4fffbb79e5a9d7b6", "3d1d48607ad1e464"),
+    (("noisy", 0.3, 64.0, 5, None), "43cab8873d5dc222", "0d0767df82d2a28a"),
+    (("severe", 0.6, 25.0, 11, None), "3aae5391bdd321d7", "a2ab91631183ed78"),
+    (("healthy", 0.2, 100.0, 0, "left"), "c5f7cb55da03803e", "8fd0375376283842"),
+]
+
+
+@pytest.mark.parametrize(("case", "samples_hash", "truth_hash"), _COMMITTED_HASHES)
+def test_nights_without_the_new_options_are_bit_identical(case, samples_hash, truth_hash):
+    import hashlib
+
+    scenario, hours, fs_hz, seed, side = case
+    night = simulate_night(scenario, hours=hours, fs_hz=fs_hz, seed=seed, side=side)
+    digest = hashlib.sha256()
+    for sensor in night.sensors:
+        digest.update(sensor.acc_g.tobytes())
+    assert digest.hexdigest()[:16] == samples_hash
+    assert hashlib.sha256(night.annotations.to_csv().encode()).hexdigest()[:16] == truth_hash
+    # The explicit defaults of the new options change nothing either.
+    again = simulate_night(
+        scenario, hours=hours, fs_hz=fs_hz, seed=seed, side=side, evening_h=0.0,
+        morning_h=0.0, nonwear=(),
+    )
+    for a, b in zip(night.sensors, again.sensors, strict=True):
+        assert np.array_equal(a.acc_g, b.acc_g)
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    return float(np.degrees(np.arccos(np.clip(a @ b, -1, 1))))
+
+
+@pytest.fixture(scope="module")
+def day_night():
+    return simulate_night("moderate", hours=2.0, fs_hz=25.0, seed=5, evening_h=1.0, morning_h=0.5)
+
+
+def test_evening_and_morning_extend_the_recording_and_are_awake(day_night):
+    night = day_night
+    fs = 25.0
+    assert night.sensor.acc_g.shape == (int(3.5 * 3600 * fs), 3)
+    meta = night.meta
+    assert meta["evening_h"] == 1.0 and meta["morning_h"] == 0.5 and meta["hours"] == 2.0
+    assert 3600.0 < meta["lights_off_s"] < meta["sleep_onset_s"]
+    assert meta["final_awakening_s"] < meta["lights_on_s"] < 3.0 * 3600.0
+    out = night.annotation("out_of_bed").sort_values("onset_s")
+    assert out["onset_s"].tolist() == [0.0, 3.0 * 3600.0]
+    assert out["duration_s"].tolist() == pytest.approx([3600.0, 1800.0])
+    wake = night.annotation("wake").sort_values("onset_s")
+    assert wake["onset_s"].iloc[0] == 0.0
+    assert wake["onset_s"].iloc[0] + wake["duration_s"].iloc[0] == pytest.approx(
+        meta["sleep_onset_s"]
+    )
+    last = wake.iloc[-1]
+    assert last["onset_s"] + last["duration_s"] == pytest.approx(night.duration_s)
+    truth = truth_table(night)
+    assert truth["onset_s"].min() > 3600.0  # movements of the night lie in bed
+    # tst is unchanged by the evening: sleep only in bed
+    assert meta["tst_s"] < 2.0 * 3600.0
+
+
+def test_walking_swings_the_shank_and_lying_is_not_upright(day_night):
+    night = day_night
+    acc = night.sensor.acc_g.astype(np.float64)
+    fs = 25.0
+    walks = night.annotation("walking")
+    assert len(walks) >= 2
+    assert (walks["onset_s"] + walks["duration_s"] <= 3600.0 + 1e-6).sum() + (
+        walks["onset_s"] >= 3.0 * 3600.0
+    ).sum() == len(walks)
+    longest = walks.sort_values("duration_s").iloc[-1]
+    i0 = int((longest["onset_s"] + 2) * fs)
+    i1 = int((longest["onset_s"] + longest["duration_s"] - 2) * fs)
+    walking = acc[i0:i1]
+    assert walking.std(axis=0).max() > 0.15  # gait: swing and heel strikes
+    assert np.linalg.norm(walking, axis=1).max() > 1.2  # heel strikes jolt the band
+    # Standing or walking the shank is near vertical; asleep in bed it is near horizontal:
+    # gravity in the sensor frame is far from the lying direction when upright.
+    asleep = night.meta["sleep_onset_s"] + 600.0
+    lying = acc[int(asleep * fs) : int((asleep + 30) * fs)].mean(axis=0)
+    assert _angle_deg(walking.mean(axis=0), lying) > 30.0
+
+
+def test_nonwear_span_is_still_and_hides_the_leg_movements():
+    span = (2.5 * 3600.0, 3000.0)
+    night = simulate_night(
+        "moderate", hours=3.0, fs_hz=25.0, seed=2, evening_h=0.5, nonwear=[span]
+    )
+    fs = 25.0
+    acc = night.sensor.acc_g.astype(np.float64)
+    inner = acc[int((span[0] + 20) * fs) : int((span[0] + span[1] - 20) * fs)]
+    assert inner.std(axis=0).max() < 0.004  # sensor noise (2 mg) and slow drift only
+    assert abs(np.linalg.norm(inner.mean(axis=0)) - 1.0) < 0.05
+    rows = night.annotation("nonwear")
+    assert len(rows) == 1 and rows["side"].iloc[0] == "right"
+    assert rows[["onset_s", "duration_s"]].iloc[0].tolist() == list(span)
+    lms = night.annotation("lm")
+    ends = lms["onset_s"] + lms["duration_s"]
+    assert not ((lms["onset_s"] < span[0] + span[1]) & (ends > span[0])).any()
+    # the same night without non-wear has movements there
+    worn = simulate_night("moderate", hours=3.0, fs_hz=25.0, seed=2, evening_h=0.5)
+    lms = worn.annotation("lm")
+    ends = lms["onset_s"] + lms["duration_s"]
+    assert ((lms["onset_s"] < span[0] + span[1]) & (ends > span[0])).any()
+
+
+def test_nonwear_on_one_ankle_of_two():
+    night = simulate_night(
+        "bilateral", hours=1.0, fs_hz=20.0, seed=3, nonwear=[(600.0, 1200.0, "left")]
+    )
+    rows = night.annotation("nonwear")
+    assert rows["side"].tolist() == ["left"]
+    fs = 20.0
+    left = night.ankle("left").acc_g[int(630 * fs) : int(1770 * fs)]
+    right = night.ankle("right").acc_g[int(630 * fs) : int(1770 * fs)]
+    assert left.std(axis=0).max() < 0.004
+    assert right.std(axis=0).max() > left.std(axis=0).max()
+
+
+def test_start_local_follows_the_time_zone_rules():
+    night = simulate_night(
+        "healthy", hours=0.1, start_local="2026-03-28T19:30", timezone="Europe/Zurich"
+    )
+    assert night.start_utc.isoformat() == "2026-03-28T18:30:00+00:00"  # CET, UTC+1
+    summer = simulate_night(
+        "healthy", hours=0.1, start_local="2026-03-29T19:30", timezone="Europe/Zurich"
+    )
+    assert summer.start_utc.isoformat() == "2026-03-29T17:30:00+00:00"  # CEST, UTC+2
+
+
+def test_out_of_bed_nights_are_deterministic():
+    kwargs = dict(hours=0.5, fs_hz=20.0, seed=4, evening_h=0.3, morning_h=0.2,
+                  nonwear=[(60.0, 300.0)])
+    a, b = simulate_night("restless", **kwargs), simulate_night("restless", **kwargs)
+    assert np.array_equal(a.sensor.acc_g, b.sensor.acc_g)
+    pd.testing.assert_frame_equal(a.annotations, b.annotations)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"evening_h": -1.0}, "evening_h"),
+        ({"morning_h": 13.0}, "morning_h"),
+        ({"evening_h": "2"}, "evening_h"),
+        ({"nonwear": [(0.0, 30.0)]}, "at least 60 s"),
+        ({"nonwear": [(0.0, 4000.0)]}, "inside the recording"),
+        ({"nonwear": [(0.0, 600.0, "left")]}, "nonwear side"),
+        ({"nonwear": [(0.0, 600.0), (300.0, 600.0)]}, "overlap"),
+        ({"nonwear": [(0.0,)]}, "nonwear span"),
+        ({"nonwear": "all"}, "nonwear"),
+        ({"start_local": "2026-01-05T22:00+01:00"}, "UTC offset"),
+        ({"start_local": "tonight"}, "ISO 8601"),
+        ({"start_local": "2026-01-05T22:00", "start_utc": "2026-01-05T21:00Z"}, "not both"),
+    ],
+)
+def test_bad_out_of_bed_arguments_raise_usage_errors(kwargs, message):
+    with pytest.raises(UsageError, match=message) as err:
+        simulate_night("healthy", hours=1.0, fs_hz=10.0, **kwargs)
+    assert "\n" not in str(err.value)

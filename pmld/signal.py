@@ -1,0 +1,862 @@
+"""Signal conditioning: calibration of the accelerometer to local gravity.
+
+Autocalibration
+---------------
+A resting accelerometer measures gravity alone, so the mean vector of every still
+period should have a magnitude of exactly 1 g. A sensor with per-axis offset and gain
+errors puts these points on an ellipsoid instead of the unit sphere. Following van Hees
+et al. (2014) [1]_:
+
+1. The recording is cut into non-overlapping ``epoch_s`` (10 s) epochs, within gap-free
+   stretches only (no epoch spans a gap; an epoch holding a NaN sample is dropped).
+2. An epoch is *still* when the standard deviation of every axis is below
+   ``still_sd_g`` (13 mg) and the mean of every axis is below ``max_mean_g`` (2 g) in
+   magnitude. The still epochs' mean vectors are the *points*.
+3. The points must cover the sphere: on every axis at least one point beyond
+   ``+sphere_crit_g`` and one beyond ``-sphere_crit_g`` (0.3 g), and there must be at
+   least ``min_points`` of them.
+4. Iterative weighted least squares: each calibrated point is projected onto the unit
+   sphere (divided by its magnitude); per axis, offset and scale are fitted by weighted
+   linear regression of the projections on the raw values; each point is re-weighted by
+   the inverse of its distance to the sphere, capped at ``max_weight`` (so outliers
+   count less); repeat until the mean distance changes by less than ``tol_g``.
+5. The calibration error is the mean ``|1 - |a||`` over the points, before and after.
+   The calibration fails when the error after is above ``max_error_g`` (0.01 g) or is not
+   smaller than before.
+
+The result is applied as ``calibrated = raw * scale + offset_g`` (per axis). The
+temperature term of [1]_ is not fitted: pmld's inputs carry no temperature.
+
+A single night at the ankle often fails step 3: a sleeper lies supine, prone and on
+either side, which puts gravity in a few directions of one plane of the leg. A
+calibration pooled over several recordings of the same device
+(``pmld calibrate FILES... -o device.json``) can then be used instead: see
+:func:`choose_calibration` and docs/calibration.md.
+
+References
+----------
+.. [1] van Hees VT, Fang Z, Langford J, Assah F, Mohammad A, da Silva IC, Trenell MI,
+   White T, Wareham NJ, Brage S. Autocalibration of accelerometer data for free-living
+   physical activity assessment using local gravity and temperature: an evaluation on
+   four continents. J Appl Physiol 117:738-744, 2014.
+.. [2] GGIR (R package), ``g.calibrate``: 10 s non-movement windows, ``spherecrit = 0.3``
+   g on both sides of every axis, SD criterion 0.013 g, a calibration error under
+   0.01 g as the aim (documentation of GGIR 2.x-3.x).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import FormatError, InputError, PmldError, UsageError
+
+__all__ = [
+    "CALIBRATION_SCHEMA",
+    "CALIBRATION_VERSION",
+    "Calibration",
+    "CalibrationParams",
+    "StillPoints",
+    "autocalibrate",
+    "calibrate_points",
+    "choose_calibration",
+    "read_device_calibration",
+    "still_points",
+    "write_device_calibration",
+]
+
+#: Schema name and version of a device calibration file (``pmld calibrate -o``).
+CALIBRATION_SCHEMA = "pmld-device-calibration"
+CALIBRATION_VERSION = "1.0"
+
+_MODES = ("auto", "off")
+_AXES = "xyz"
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    """How a sensor is calibrated to local gravity.
+
+    Defaults follow van Hees et al. (2014) and GGIR's ``g.calibrate`` (see the module
+    references) unless marked as pmld's own choice.
+
+    Parameters
+    ----------
+    mode : {'auto', 'off'}
+        ``auto``: autocalibrate the night; if that fails, use a stored calibration of the
+        same device (matched by serial) when one is given; else leave the data as they
+        are, saying why. ``off``: no calibration.
+    epoch_s : float
+        Length of the non-overlapping epochs (10 s [1]_ [2]_).
+    still_sd_g : float
+        An epoch is still when the SD of every axis is below this (0.013 g [1]_ [2]_).
+    max_mean_g : float
+        ... and the mean of every axis is below this in magnitude (2 g: excludes
+        clipped or implausible epochs, as GGIR does).
+    sphere_crit_g : float
+        Coverage: on every axis, points beyond ``+sphere_crit_g`` and beyond
+        ``-sphere_crit_g`` are needed (0.3 g, GGIR's ``spherecrit`` [2]_).
+    min_points : int
+        Fewest still epochs to fit 6 parameters from (40, about 7 minutes of stillness:
+        pmld's choice; GGIR instead reads at least 72 h of data).
+    max_iter : int
+        Most iterations of the weighted least-squares fit (2000; pmld's choice: on
+        simulated ankle nights the fit needs 50-1400).
+    tol_g : float
+        The fit has converged when the mean distance of the points to the unit sphere
+        changes by less than this between iterations (1e-9 g; pmld's choice: the offsets
+        are then within about 0.02 mg of where the fit would end).
+    max_weight : float
+        Cap on a point's weight, the inverse of its distance to the sphere (100, i.e.
+        distances under 0.01 g count alike [1]_).
+    max_error_g : float
+        The calibration fails when the mean ``|1 - |a||`` of the still points after it
+        is above this (0.01 g [1]_ [2]_).
+    device_files : tuple of str
+        Stored device calibrations (``pmld calibrate -o``) to fall back on in ``auto``
+        mode; only one for the recording's device serial is used.
+    """
+
+    mode: str = "auto"
+    epoch_s: float = 10.0
+    still_sd_g: float = 0.013
+    max_mean_g: float = 2.0
+    sphere_crit_g: float = 0.3
+    min_points: int = 40
+    max_iter: int = 2000
+    tol_g: float = 1e-9
+    max_weight: float = 100.0
+    max_error_g: float = 0.01
+    device_files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise UsageError(f"calibration mode must be one of {', '.join(_MODES)}, got "
+                             f"{self.mode!r}")
+        positive = ("epoch_s", "still_sd_g", "max_mean_g", "sphere_crit_g", "tol_g",
+                    "max_weight", "max_error_g")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise UsageError(f"calibration parameter {name} must be a positive number, "
+                                 f"got {value!r}")
+        for name in ("min_points", "max_iter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise UsageError(f"calibration parameter {name} must be a positive integer, "
+                                 f"got {value!r}")
+        if isinstance(self.device_files, str | os.PathLike):
+            object.__setattr__(self, "device_files", (str(self.device_files),))
+        else:
+            object.__setattr__(self, "device_files", tuple(str(p) for p in self.device_files))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["device_files"] = list(self.device_files)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CalibrationParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(
+                f"unknown calibration parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        values = dict(values)
+        if "device_files" in values:
+            values["device_files"] = tuple(values["device_files"] or ())
+        return cls(**values)
+
+
+@dataclass
+class Calibration:
+    """What was done to calibrate one sensor, and why.
+
+    Attributes
+    ----------
+    offset_g : ndarray, shape (3,)
+    scale : ndarray, shape (3,)
+        Applied as ``calibrated = raw * scale + offset_g`` per axis (identity: offset 0,
+        scale 1, when ``status`` is ``none``).
+    status : {'autocalibrated', 'stored', 'none'}
+    reason : str
+        One line: why this status (what failed, which stored file was used, ...).
+    error_before_g, error_after_g : float
+        Mean ``|1 - |a||`` over the night's still points before and after calibration
+        (for ``none`` both are the uncalibrated error); NaN when unknown (no still
+        points, or calibration off).
+    n_points : int
+        Still epochs the figures above are computed over.
+    device : dict
+        ``serial`` and ``model`` of the sensor when known.
+    source : str
+        The stored calibration file used (``status='stored'``), else ``""``.
+    details : dict
+        Extra facts: iterations, the per-axis range of the points, epochs examined, ...
+    """
+
+    offset_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    scale: np.ndarray = field(default_factory=lambda: np.ones(3))
+    status: str = "none"
+    reason: str = ""
+    error_before_g: float = math.nan
+    error_after_g: float = math.nan
+    n_points: int = 0
+    device: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.offset_g = np.asarray(self.offset_g, dtype=np.float64).reshape(3)
+        self.scale = np.asarray(self.scale, dtype=np.float64).reshape(3)
+
+    @property
+    def applied(self) -> bool:
+        """True when :meth:`apply` changes the data."""
+        return self.status != "none"
+
+    @property
+    def serial(self) -> str | None:
+        serial = self.device.get("serial")
+        return None if serial in (None, "") else str(serial)
+
+    def apply(self, acc_g: np.ndarray) -> np.ndarray:
+        """``acc_g * scale + offset_g`` as a new float32 ``(n, 3)`` array.
+
+        With status ``none`` the input itself is returned (as float32, copied only if
+        it was not float32). NaN samples stay NaN.
+        """
+        acc = np.asarray(acc_g, dtype=np.float32)
+        if not self.applied:
+            return acc
+        out = acc * self.scale.astype(np.float32)
+        out += self.offset_g.astype(np.float32)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (NaN stays a float NaN; see :func:`write_device_calibration`
+        for strict JSON)."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "offset_g": [float(v) for v in self.offset_g],
+            "scale": [float(v) for v in self.scale],
+            "convention": "calibrated = raw * scale + offset_g",
+            "error_before_g": float(self.error_before_g),
+            "error_after_g": float(self.error_after_g),
+            "n_points": int(self.n_points),
+            "device": dict(self.device),
+            "source": self.source,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict` (``None`` reads as NaN)."""
+        try:
+            offset = np.asarray(values["offset_g"], dtype=np.float64)
+            scale = np.asarray(values["scale"], dtype=np.float64)
+        except KeyError as exc:
+            raise FormatError(f"calibration lacks {exc.args[0]!r}") from None
+        except (TypeError, ValueError):
+            raise FormatError("calibration offset_g and scale must be 3 numbers") from None
+        if offset.shape != (3,) or scale.shape != (3,):
+            raise FormatError("calibration offset_g and scale must be 3 numbers each")
+        if not (np.isfinite(offset).all() and np.isfinite(scale).all()) or (scale <= 0).any():
+            raise FormatError("calibration offset_g and scale must be finite, scale > 0")
+        status = str(values.get("status", "none"))
+        if status not in ("autocalibrated", "stored", "none"):
+            raise FormatError(f"unknown calibration status {status!r}")
+        device = values.get("device") or {}
+        if not isinstance(device, dict):
+            raise FormatError("calibration device must be an object")
+        return cls(
+            offset_g=offset,
+            scale=scale,
+            status=status,
+            reason=str(values.get("reason", "")),
+            error_before_g=_float(values.get("error_before_g")),
+            error_after_g=_float(values.get("error_after_g")),
+            n_points=int(values.get("n_points") or 0),
+            device=dict(device),
+            source=str(values.get("source") or ""),
+            details=dict(values.get("details") or {}),
+        )
+
+
+def _float(value: Any) -> float:
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        raise FormatError(f"expected a number, got {value!r}") from None
+
+
+class StillPoints(NamedTuple):
+    """The still epochs of a recording (:func:`still_points`).
+
+    Attributes
+    ----------
+    points : ndarray, shape (k, 3)
+        Mean acceleration (g, float64) of each still epoch.
+    n_epochs : int
+        Complete, finite epochs examined.
+    median_magnitude_g : float
+        Median magnitude of the mean vectors of all examined epochs (about 1 for data in
+        g; about 9.8 for m/s^2); NaN when there is no epoch.
+    """
+
+    points: np.ndarray
+    n_epochs: int
+    median_magnitude_g: float
+
+
+def still_points(
+    acc_g: np.ndarray,
+    fs_hz: float,
+    params: CalibrationParams | None = None,
+    *,
+    segments: Iterable[tuple[int, int]] | None = None,
+) -> StillPoints:
+    """Mean vectors of the still epochs of a recording.
+
+    Parameters
+    ----------
+    acc_g : ndarray, shape (n, 3)
+        Acceleration in g.
+    fs_hz : float
+        Sampling rate.
+    params : CalibrationParams, optional
+    segments : iterable of (first, stop), optional
+        Gap-free sample ranges (:meth:`pmld.night.Sensor.segments`); epochs never span
+        two. Default: the whole array is one segment.
+
+    Returns
+    -------
+    StillPoints
+
+    Notes
+    -----
+    Epochs are taken from the start of each segment; the remainder shorter than an
+    epoch is left out. An epoch holding a non-finite sample is left out. The per-epoch
+    statistics come from one reshape per segment (no loop over samples).
+    """
+    params = params or CalibrationParams()
+    acc = np.asarray(acc_g)
+    if acc.ndim != 2 or acc.shape[1] != 3:
+        raise InputError(f"acceleration must have shape (n, 3), got {acc.shape}")
+    fs_hz = float(fs_hz)
+    if not math.isfinite(fs_hz) or fs_hz <= 0:
+        raise InputError(f"sampling rate must be a positive number of Hz, got {fs_hz}")
+    epoch_n = int(round(params.epoch_s * fs_hz))
+    if epoch_n < 2:
+        raise UsageError(
+            f"an epoch of {params.epoch_s:g} s at {fs_hz:g} Hz holds fewer than 2 samples"
+        )
+    if segments is None:
+        segments = [(0, len(acc))]
+    # Epochs in blocks of about 2**16 samples, transposed so that each axis of an
+    # epoch is contiguous: the reductions then run at memory speed (3-4 times faster
+    # than reducing the strided (epochs, samples, 3) view) and the temporaries stay small.
+    chunk = max(1, (1 << 16) // epoch_n)
+    means, sds = [], []
+    for first, stop in segments:
+        first, stop = int(first), int(stop)
+        count = (stop - first) // epoch_n
+        for e0 in range(0, max(count, 0), chunk):
+            e1 = min(count, e0 + chunk)
+            block = np.ascontiguousarray(
+                acc[first + e0 * epoch_n: first + e1 * epoch_n].T, dtype=np.float32
+            ).reshape(3, e1 - e0, epoch_n)
+            # float64 means: a float32 sum of 1000 samples loses the sub-mg digits.
+            mean = block.mean(axis=2, dtype=np.float64)
+            block -= mean.astype(np.float32)[..., None]
+            # The deviations are small, so float32 accumulation is ample for the SD.
+            variance = np.einsum("aij,aij->ai", block, block) / epoch_n
+            means.append(mean.T)
+            sds.append(np.sqrt(variance, dtype=np.float64).T)
+    if not means:
+        return StillPoints(np.zeros((0, 3)), 0, math.nan)
+    mean = np.concatenate(means)
+    sd = np.concatenate(sds)
+    finite = np.isfinite(mean).all(axis=1) & np.isfinite(sd).all(axis=1)
+    mean, sd = mean[finite], sd[finite]
+    if not len(mean):
+        return StillPoints(np.zeros((0, 3)), 0, math.nan)
+    magnitude = float(np.median(np.linalg.norm(mean, axis=1)))
+    still = (sd < params.still_sd_g).all(axis=1) & (np.abs(mean) < params.max_mean_g).all(axis=1)
+    return StillPoints(mean[still], int(len(mean)), magnitude)
+
+
+def _units_problem(median_magnitude_g: float) -> str | None:
+    """A reason when the data cannot be in g (the resting magnitude must be near 1)."""
+    if not math.isfinite(median_magnitude_g) or 0.5 <= median_magnitude_g <= 2.0:
+        return None
+    hint = (
+        " (m/s^2? divide by 9.80665 for g)" if 7.0 <= median_magnitude_g <= 12.0 else
+        " (milli-g? divide by 1000)" if 500 <= median_magnitude_g <= 2000 else ""
+    )
+    return (
+        f"the acceleration is not in g: its median magnitude is {median_magnitude_g:.3g}, "
+        f"not about 1{hint}"
+    )
+
+
+def calibration_error(points: np.ndarray, offset_g=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0)
+                      ) -> float:
+    """Mean ``|1 - |a||`` (g) of still points after ``a = points * scale + offset_g``;
+    NaN for no points."""
+    points = np.asarray(points, dtype=np.float64)
+    if not len(points):
+        return math.nan
+    calibrated = points * np.asarray(scale) + np.asarray(offset_g)
+    return float(np.mean(np.abs(1.0 - np.linalg.norm(calibrated, axis=1))))
+
+
+def calibrate_points(
+    points: np.ndarray,
+    params: CalibrationParams | None = None,
+    *,
+    n_epochs: int | None = None,
+    median_magnitude_g: float = math.nan,
+    device: dict[str, Any] | None = None,
+) -> Calibration:
+    """Fit offset and scale to still points (step 3-5 of the module's method).
+
+    Parameters
+    ----------
+    points : ndarray, shape (k, 3)
+        Mean vectors of still epochs, in g (:func:`still_points`, possibly pooled over
+        several recordings of one device).
+    params : CalibrationParams, optional
+    n_epochs : int, optional
+        Epochs examined (for the reason text).
+    median_magnitude_g : float, optional
+        From :func:`still_points`: a value far from 1 fails with a units message.
+    device : dict, optional
+        Copied into the result.
+
+    Returns
+    -------
+    Calibration
+        ``status='autocalibrated'`` on success; otherwise ``status='none'`` (identity)
+        with the reason. Never raises for data that merely cannot be calibrated.
+    """
+    params = params or CalibrationParams()
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    device = dict(device or {})
+    details: dict[str, Any] = {"method": "van Hees 2014 sphere fit, no temperature term"}
+    if n_epochs is not None:
+        details["n_epochs"] = int(n_epochs)
+    n = len(points)
+    before = calibration_error(points)
+
+    def failed(problem: str, reason: str, **extra: Any) -> Calibration:
+        return Calibration(
+            status="none", reason=f"autocalibration failed: {reason}", error_before_g=before,
+            error_after_g=before, n_points=n, device=device,
+            details={**details, "problem": problem, **extra},
+        )
+
+    units = _units_problem(median_magnitude_g)
+    if units is None and n:
+        units = _units_problem(float(np.median(np.linalg.norm(points, axis=1))))
+    if units:
+        return failed("units", units)
+    if n < params.min_points:
+        examined = f" of {n_epochs} epochs" if n_epochs is not None else ""
+        return failed(
+            "too_few_points",
+            f"too few still epochs: {n}{examined} (SD < {params.still_sd_g * 1000:g} mg on "
+            f"every axis over {params.epoch_s:g} s), {params.min_points} needed"
+        )
+    low, high = points.min(axis=0), points.max(axis=0)
+    details["points_min_g"] = [round(float(v), 4) for v in low]
+    details["points_max_g"] = [round(float(v), 4) for v in high]
+    crit = params.sphere_crit_g
+    missing = [
+        f"{'-' if side < 0 else '+'}{_AXES[axis]}"
+        for axis in range(3)
+        for side, ok in ((-1, low[axis] < -crit), (1, high[axis] > crit))
+        if not ok
+    ]
+    if missing:
+        ranges = ", ".join(f"{_AXES[a]} {low[a]:+.2f} to {high[a]:+.2f} g" for a in range(3))
+        return failed(
+            "coverage", f"poor sphere coverage: no still point beyond {crit:g} g towards "
+            f"{', '.join(missing)} (still points span {ranges}; every axis needs points "
+            f"beyond +-{crit:g} g: more postures are needed)"
+        )
+    offset, scale, iterations, converged = _fit_sphere(points, params)
+    details["iterations"] = iterations
+    if not converged:
+        return failed(
+            "not_converged", f"the sphere fit did not converge in {params.max_iter} iterations"
+        )
+    if not (np.isfinite(offset).all() and np.isfinite(scale).all()) or (scale <= 0).any():
+        return failed(
+            "degenerate", "the sphere fit is degenerate (non-finite or negative scale)"
+        )
+    after = calibration_error(points, offset, scale)
+    fit = {"fit_offset_g": offset.round(6).tolist(), "fit_scale": scale.round(6).tolist(),
+           "fit_error_g": after}
+    if after > params.max_error_g:
+        return failed(
+            "error_too_large", f"the error after calibration is {after * 1000:.1f} mg, above the "
+            f"{params.max_error_g * 1000:g} mg limit (before {before * 1000:.1f} mg)", **fit
+        )
+    if not after < before:
+        return failed(
+            "not_reduced", f"calibration did not reduce the error ({before * 1000:.1f} -> "
+            f"{after * 1000:.1f} mg)", **fit
+        )
+    return Calibration(
+        offset_g=offset,
+        scale=scale,
+        status="autocalibrated",
+        reason=(
+            f"autocalibrated from {n} still epochs: error {before * 1000:.1f} -> "
+            f"{after * 1000:.1f} mg"
+        ),
+        error_before_g=before,
+        error_after_g=after,
+        n_points=n,
+        device=device,
+        details=details,
+    )
+
+
+def _fit_sphere(points: np.ndarray, params: CalibrationParams
+                ) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Iterative weighted least squares of van Hees et al. (2014).
+
+    Returns offset, scale, iterations (fits made) and whether the fit converged.
+    """
+    raw = np.ascontiguousarray(points.T)  # (3, k): each axis contiguous, for speed
+    offset = np.zeros(3)
+    scale = np.ones(3)
+    weight = np.ones(raw.shape[1])
+    floor = 1.0 / params.max_weight
+    previous = math.inf
+    for iteration in range(params.max_iter + 1):
+        calibrated = raw * scale[:, None]
+        calibrated += offset[:, None]
+        norm = np.sqrt(np.einsum("ij,ij->j", calibrated, calibrated))
+        distance = np.abs(1.0 - norm)
+        residual = float(distance.mean())
+        if abs(previous - residual) < params.tol_g:
+            return offset, scale, iteration, True
+        if iteration == params.max_iter:
+            break
+        previous = residual
+        if iteration:
+            # Weight = inverse distance to the sphere, capped: outliers count less.
+            weight = 1.0 / np.maximum(distance, floor)
+        target = calibrated / norm  # the closest point on the unit sphere
+        # Weighted simple regression of the target on the raw value, all axes at once.
+        total = weight.sum()
+        mean_raw = raw @ weight / total
+        mean_target = target @ weight / total
+        weighted_dev = (raw - mean_raw[:, None]) * weight
+        # sum(weighted_dev) is 0 per axis, so the target's mean need not be removed.
+        scale = np.einsum("ij,ij->i", weighted_dev, target) / np.einsum(
+            "ij,ij->i", weighted_dev, raw
+        )
+        offset = mean_target - scale * mean_raw
+    return offset, scale, params.max_iter, False
+
+
+def autocalibrate(
+    acc_g: np.ndarray,
+    fs_hz: float,
+    params: CalibrationParams | None = None,
+    *,
+    segments: Iterable[tuple[int, int]] | None = None,
+    device: dict[str, Any] | None = None,
+) -> Calibration:
+    """Calibrate one recording to local gravity from its still epochs (van Hees 2014).
+
+    Parameters
+    ----------
+    acc_g : ndarray, shape (n, 3)
+        Acceleration in g (NaN samples are missing data).
+    fs_hz : float
+        Sampling rate.
+    params : CalibrationParams, optional
+    segments : iterable of (first, stop), optional
+        Gap-free sample ranges (:meth:`pmld.night.Sensor.segments`).
+    device : dict, optional
+        Sensor metadata; ``serial`` and ``model`` are kept in the result.
+
+    Returns
+    -------
+    Calibration
+        ``autocalibrated``, or ``none`` with the reason (too few still epochs, poor
+        sphere coverage, no convergence, error too large or not reduced, wrong units).
+
+    Examples
+    --------
+    >>> from pmld.simulate import simulate_night
+    >>> sensor = simulate_night("moderate", hours=1, seed=1).sensor
+    >>> cal = autocalibrate(sensor.acc_g, sensor.fs_hz, segments=sensor.segments())
+    >>> cal.status in ("autocalibrated", "none") and bool(cal.reason)
+    True
+    """
+    params = params or CalibrationParams()
+    found = still_points(acc_g, fs_hz, params, segments=segments)
+    return calibrate_points(
+        found.points, params, n_epochs=found.n_epochs,
+        median_magnitude_g=found.median_magnitude_g, device=_device_identity(device),
+    )
+
+
+def _device_identity(device: dict[str, Any] | None) -> dict[str, Any]:
+    device = device or {}
+    return {k: device[k] for k in ("serial", "model") if device.get(k) not in (None, "")}
+
+
+def choose_calibration(
+    acc_g: np.ndarray,
+    fs_hz: float,
+    params: CalibrationParams | None = None,
+    *,
+    device: dict[str, Any] | None = None,
+    stored: Iterable[Calibration | str | os.PathLike] = (),
+    segments: Iterable[tuple[int, int]] | None = None,
+) -> Calibration:
+    """The calibration to apply to one sensor, and why.
+
+    ``mode='off'``: none. ``mode='auto'``: autocalibrate; if that fails, use the stored
+    calibration for the sensor's device serial (from ``stored`` and
+    ``params.device_files``); if there is none, none. The result's ``reason`` says what
+    failed and what was used; a stored calibration of another serial is never used (the
+    reason says so).
+
+    Parameters
+    ----------
+    acc_g, fs_hz, segments
+        As for :func:`autocalibrate`.
+    params : CalibrationParams, optional
+    device : dict, optional
+        The sensor's metadata (:attr:`pmld.night.Sensor.device`); its ``serial`` matches
+        stored calibrations.
+    stored : iterable of Calibration or path
+        Stored device calibrations, or files to read them from
+        (:func:`read_device_calibration`), in addition to ``params.device_files``.
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    InputError, FormatError
+        A device calibration file cannot be read.
+    """
+    params = params or CalibrationParams()
+    identity = _device_identity(device)
+    if params.mode == "off":
+        return Calibration(status="none", reason="calibration off", device=identity)
+    segments = None if segments is None else list(segments)
+    found = still_points(acc_g, fs_hz, params, segments=segments)
+    auto = calibrate_points(
+        found.points, params, n_epochs=found.n_epochs,
+        median_magnitude_g=found.median_magnitude_g, device=identity,
+    )
+    if auto.status == "autocalibrated":
+        return auto
+    candidates: list[Calibration] = []
+    for item in (*params.device_files, *stored):
+        if isinstance(item, Calibration):
+            candidates.append(item)
+        else:
+            candidates.extend(read_device_calibration(item))
+    if not candidates:
+        return auto
+    if auto.details.get("problem") == "units":
+        return auto  # a stored calibration cannot repair data in the wrong units
+    serial = identity.get("serial")
+    if serial is None:
+        auto.reason += "; the sensor has no device serial, so no stored calibration is used"
+        return auto
+    matching = [c for c in candidates if c.serial == str(serial)]
+    if not matching:
+        others = sorted({c.serial or "no serial" for c in candidates})
+        auto.reason += (
+            f"; stored calibration(s) for device {', '.join(others)} not used: this sensor "
+            f"is device {serial}"
+        )
+        return auto
+    chosen = matching[-1]
+    points = found.points
+    before = calibration_error(points)
+    after = calibration_error(points, chosen.offset_g, chosen.scale)
+    where = f" from {chosen.source}" if chosen.source else ""
+    created = chosen.details.get("created_utc")
+    stored_figures = (
+        f"{chosen.n_points} still epochs, error {chosen.error_before_g * 1000:.1f} -> "
+        f"{chosen.error_after_g * 1000:.1f} mg"
+        + (f", {created}" if created else "")
+    )
+    night_figures = (
+        f"; on this night's {len(points)} still epochs {before * 1000:.1f} -> "
+        f"{after * 1000:.1f} mg" if len(points) else ""
+    )
+    return Calibration(
+        offset_g=chosen.offset_g.copy(),
+        scale=chosen.scale.copy(),
+        status="stored",
+        reason=(
+            f"stored calibration of device {serial}{where} ({stored_figures}) used because "
+            f"{auto.reason}{night_figures}"
+        ),
+        error_before_g=before,
+        error_after_g=after,
+        n_points=len(points),
+        device={**identity, **chosen.device},
+        source=chosen.source,
+        details={
+            **auto.details,
+            "stored_error_before_g": chosen.error_before_g,
+            "stored_error_after_g": chosen.error_after_g,
+            "stored_n_points": chosen.n_points,
+        },
+    )
+
+
+# -- device calibration files ---------------------------------------------------------
+
+
+def write_device_calibration(
+    path: str | os.PathLike,
+    calibration: Calibration,
+    *,
+    inputs: Iterable[dict[str, Any]] = (),
+    params: CalibrationParams | None = None,
+) -> dict[str, Any]:
+    """Write a device calibration file (JSON), atomically.
+
+    Parameters
+    ----------
+    path : path
+    calibration : Calibration
+        An ``autocalibrated`` result of pooled recordings of one device.
+    inputs : iterable of dict
+        The recordings it was computed from: ``path``, ``sha256``, ``n_points``, ...
+    params : CalibrationParams, optional
+        The parameters used (recorded for provenance).
+
+    Returns
+    -------
+    dict
+        What was written.
+    """
+    from .provenance import stamp
+
+    if calibration.status != "autocalibrated":
+        raise UsageError("only a successful autocalibration can be stored")
+    entry = calibration.to_dict()
+    entry["source"] = ""
+    content = {
+        "schema": CALIBRATION_SCHEMA,
+        "schema_version": CALIBRATION_VERSION,
+        **stamp(),
+        "device": dict(calibration.device),
+        "calibrations": [entry],
+        "params": (params or CalibrationParams()).to_dict(),
+        "inputs": [dict(item) for item in inputs],
+    }
+    text = json.dumps(_strict(content), indent=2, sort_keys=False) + "\n"
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise PmldError(f"cannot write: {exc.strerror or exc}", path=target) from None
+    return content
+
+
+def read_device_calibration(path: str | os.PathLike) -> list[Calibration]:
+    """Read a device calibration file written by :func:`write_device_calibration`.
+
+    Returns
+    -------
+    list of Calibration
+        One per device the file holds (``pmld calibrate`` writes one), with ``source``
+        set to ``path`` and the file's creation time in ``details["created_utc"]``.
+
+    Raises
+    ------
+    InputError
+        The file is missing or unreadable.
+    FormatError
+        Not JSON, not a device calibration, or a schema version this pmld cannot read.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such device calibration file", path=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
+                         path=source) from None
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(
+            f"not a valid JSON device calibration (line {exc.lineno}: {exc.msg})", path=source
+        ) from None
+    if not isinstance(content, dict) or content.get("schema") != CALIBRATION_SCHEMA:
+        raise FormatError(f"not a {CALIBRATION_SCHEMA} file (pmld calibrate -o writes one)",
+                          path=source)
+    version = str(content.get("schema_version", ""))
+    if version.split(".")[0] != CALIBRATION_VERSION.split(".")[0]:
+        raise FormatError(
+            f"device calibration schema version {version or '?'} is not readable by this "
+            f"pmld (it reads {CALIBRATION_VERSION.split('.')[0]}.x): update pmld",
+            path=source,
+        )
+    entries = content.get("calibrations")
+    if not isinstance(entries, list) or not entries:
+        raise FormatError("holds no calibration", path=source)
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise FormatError("a calibration entry is not an object", path=source)
+        try:
+            calibration = Calibration.from_dict(entry)
+        except FormatError as exc:
+            raise FormatError(str(exc), path=source) from None
+        calibration.source = str(source)
+        if content.get("created_utc"):
+            calibration.details["created_utc"] = str(content["created_utc"])
+        out.append(calibration)
+    return out
+
+
+def _strict(value: Any) -> Any:
+    """NaN and infinities as null (strict JSON), NumPy values as plain ones."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_strict(v) for v in value.tolist()]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
