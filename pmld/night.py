@@ -46,6 +46,8 @@ ANNOTATION_LABELS = {
     "hypopnea": "a hypopnea (respiratory event)",
     "arousal": "a cortical arousal",
     "nonwear": "the band was not worn",
+    "out_of_bed": "awake and out of bed (simulator truth)",
+    "walking": "a walking bout (simulator truth)",
     "artifact": "a disturbance that is not a leg movement (bed-partner bump, cable knock, "
     "spike; simulator truth)",
 }

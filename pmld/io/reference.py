@@ -141,6 +141,8 @@ LABEL_TABLE: dict[str, tuple[str, str | None]] = {
         "clm", "candidate leg movement", "candidate limb movement",
         "isolated leg movement", "isolated limb movement", "isolated lm", "lm isolated",
         "tibialis emg activity", "anterior tibialis activity",
+        # pmld's own exports (pmld export)
+        "clm short imi", "lm short imi",
     ),
     "llm": ("lm", None),  # left LM / right LM (sides set below)
     "rlm": ("lm", None),
@@ -176,6 +178,7 @@ LABEL_TABLE: dict[str, tuple[str, str | None]] = {
         "rera", "reras", "respiratory effort related arousal",
         "respiratory effort related arousals",
     ),
+    **_entries("nonwear", "nonwear", "non wear", "not worn", "device not worn", "off body"),
     # lights
     **_entries("lights_off", "lights off", "lights out", "lightsoff", "lights off time",
                "light off", "licht aus"),
@@ -214,6 +217,8 @@ LABEL_TABLE: dict[str, tuple[str, str | None]] = {
         "asystole", "atrial fibrillation", "recording start", "recording starts",
         "start recording", "recording end", "recording ends", "end recording",
         "recording start time",
+        # pmld's own exports: spans that are not events of a PSG scoring
+        "sleep period", "pmld no data",
     ),
 }
 
@@ -255,16 +260,21 @@ def _candidates(text: str) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+#: Labels that may name a side ("PLM left", "posture change right", "nonwear left").
+_SIDED_LABELS = {"lm", "posture", "nonwear", "plm_series"}
+
+
 def _lookup(key: str, table: dict[str, Any]) -> tuple[Any, str | None]:
-    """``(value, side)`` for a key, trying it without its side words for LMs."""
+    """``(value, side)`` for a key, trying it without its side words for labels that
+    can have a side (and for stage-less ignored ones, such as pmld's "no data right")."""
     if key in table:
         return table[key], _LABEL_SIDES.get(key)
     words = key.split()
     kept = [w for w in words if w not in _SIDE_WORDS]
     if kept and len(kept) < len(words):
         value = table.get(" ".join(kept))
-        label = value[0] if isinstance(value, tuple) else value
-        if label == "lm":
+        label, stage = value if isinstance(value, tuple) else (value, None)
+        if label in _SIDED_LABELS or (label == IGNORE and stage is None):
             return value, _side_of(key)
     return None, None
 
