@@ -226,7 +226,12 @@ def test_batch_command_matches_analyze_and_reports_bad_nights(cohort, tmp_path):
             window = summary.attrs["window_stop_s"] - summary.attrs["window_start_s"]
             gap = 1 - summary.indices["analyzed_hours"] * 3600 / window
             assert row["gap_fraction"] == pytest.approx(max(0.0, gap), abs=1e-9)
-            assert row["flag_count"] == len(summary.quality["flags"])
+            flags = [*summary.quality["flags"], *summary.sleep.get("flags", [])]
+            assert row["flag_count"] == len(flags)
+            assert row["sleep_source"] == summary.sleep["source"]
+            for key in ("sleep_h", "wake_h", "nonwear_h", "plmw_index"):
+                expected = (summary.indices if key == "plmw_index" else summary.sleep)[key]
+                assert row[key] == pytest.approx(expected, nan_ok=True), key
             assert row["pmld_version"] == pmld.__version__
             assert row["summary"] == night.replace(".h5", ".plm.h5")
         for night, words in BAD.items():

@@ -26,11 +26,12 @@ FS = 25.0
 
 @cache
 def _day_night():
-    """An evening, 6 h in bed and a morning, the band off for an hour in the evening."""
+    """An evening, 6 h in bed and a morning, the band off for 90 min in the evening
+    (non-wear is looked for in windows of 60 min: a shorter one is not found)."""
     return simulate_night(
-        "moderate", hours=6, fs_hz=FS, seed=11, evening_h=2, morning_h=1,
-        start_local="2026-03-10T19:30", timezone="Europe/Berlin",
-        nonwear=[(1800.0, 3600.0)],
+        "moderate", hours=6, fs_hz=FS, seed=11, evening_h=3, morning_h=1,
+        start_local="2026-03-10T18:30", timezone="Europe/Berlin",
+        nonwear=[(1200.0, 5400.0)],
     )
 
 
@@ -76,15 +77,15 @@ def test_the_evening_nonwear_is_flagged_and_the_epochs_cover_the_night(tmp_path)
     assert len(nonwear) >= 1
     # found where the band lay on the table, and its time is not analysed
     first = nonwear.iloc[0]
-    assert abs(first["onset_s"] - 1800) < 600
-    assert abs(first["duration_s"] - 3600) < 900
+    assert abs(first["onset_s"] - 1200) < 600
+    assert abs(first["duration_s"] - 5400) < 900
     assert result.sleep["nonwear_h"] == pytest.approx(nonwear["duration_s"].sum() / 3600)
     recorded_h = night.duration_s / 3600
     assert result.indices["analyzed_hours"] == pytest.approx(
         recorded_h - result.sleep["nonwear_h"], abs=1e-6
     )
     # the raw data are untouched: flagged, never deleted
-    assert np.isfinite(night.sensor.acc_g[int(2400 * FS)]).all()
+    assert np.isfinite(night.sensor.acc_g[int(3000 * FS)]).all()
     epochs = result.epochs
     assert epochs["onset_s"].min() == 0.0
     assert epochs["onset_s"].max() + 30 >= night.duration_s - 30
