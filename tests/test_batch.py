@@ -443,6 +443,9 @@ def test_ctrl_c_keeps_finished_summaries_and_no_partial_file(cohort, tmp_path):
     process = subprocess.Popen(
         [*PMLD, "batch", str(nights), "-o", str(out), "--jobs", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # as from a terminal: a test run started in the background (`cmd &` in a script)
+        # ignores SIGINT, and an ignored signal would be inherited
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while len(list(out.glob("*.plm.h5"))) < 2 and time.monotonic() < deadline:
