@@ -527,6 +527,78 @@ def _acc_of(sensor, acc_by_side) -> np.ndarray:
 
 def _bin_sensor(night: Night, sensor, acc: np.ndarray, n_bins: int, p: SleepParams) -> dict:
     """5 s means, per-axis SDs, directions and angle changes of one sensor."""
+    if sensor.timestamps_s is None and np.isfinite(acc.sum()):
+        count, mean, sd = _bin_uniform(night, sensor, acc, n_bins, p)
+    else:
+        count, mean, sd = _bin_any(night, sensor, acc, n_bins, p)
+    expected = p.bin_s * sensor.fs_hz
+    valid = count >= p.min_coverage * expected
+    norm = np.linalg.norm(mean, axis=1)
+    valid &= norm > 0.1  # no gravity: not a usable orientation (a broken or free-falling band)
+    unit = np.where(valid[:, None], mean / np.where(norm > 0, norm, 1.0)[:, None], np.nan)
+    change = np.full(n_bins, np.nan)
+    dot = np.einsum("ij,ij->i", unit[1:], unit[:-1])
+    change[1:] = np.degrees(np.arccos(np.clip(dot, -1.0, 1.0)))
+    both = np.zeros(n_bins, dtype=bool)
+    both[1:] = valid[1:] & valid[:-1]
+    change[~both] = np.nan
+    return {"valid": valid, "unit": unit, "sd": sd, "change": change}
+
+
+def _bin_uniform(night: Night, sensor, acc: np.ndarray, n_bins: int, p: SleepParams):
+    """Count, mean and SD per bin of a sensor on a uniform grid with no NaN samples.
+
+    Within a gap-free segment the samples of one bin are contiguous, so the sums are
+    ``np.add.reduceat`` over each segment at the bins' first samples (found from the
+    grid, and checked against ``floor(t / bin_s)`` of the very times :func:`_bin_any`
+    uses, so both give the same bins). Sums of squares in float64 give the SDs: for
+    a few hundred samples of about 1 g, the rounding is some 1e-16 g^2, far below the
+    variance of 0.1 mg of noise (1e-8 g^2).
+    """
+    fs = sensor.fs_hz
+    offset = night.offset_s(sensor)
+    count = np.zeros(n_bins)
+    s1 = np.zeros((n_bins, 3))
+    s2 = np.zeros((n_bins, 3))
+    segments = list(sensor.segments())
+    if not segments:
+        return count, s1 * np.nan, s2 * np.nan
+    grid0 = sensor.grid_index(np.array([first for first, _ in segments], dtype=np.int64))
+    for (first, stop), g0 in zip(segments, grid0, strict=True):
+        n = stop - first
+        if n <= 0:
+            continue
+
+        def bin_of(i, g0=g0):
+            return np.floor((offset + (g0 + i) / fs) / p.bin_s).astype(np.int64)
+
+        b_first, b_last = bin_of(np.array([0, n - 1]))
+        ks = np.arange(b_first + 1, b_last + 1, dtype=np.int64)
+        starts = np.ceil((ks * p.bin_s - offset) * fs - g0).astype(np.int64)
+        starts = np.clip(starts, 1, n - 1)
+        # rounding can put a boundary one sample off: move it onto the floor() rule
+        starts += bin_of(starts) < ks
+        starts -= bin_of(starts - 1) >= ks
+        edges = np.concatenate([[0], starts])
+        lo, hi = max(b_first, 0), min(b_last + 1, n_bins)
+        if hi <= lo:
+            continue
+        keep = slice(lo - b_first, hi - b_first)
+        block = acc[first:stop]
+        sizes = np.diff(np.concatenate([edges, [n]]))
+        count[lo:hi] += sizes[keep]
+        for k in range(3):
+            x = block[:, k].astype(np.float64)
+            s1[lo:hi, k] += np.add.reduceat(x, edges)[keep]
+            s2[lo:hi, k] += np.add.reduceat(x * x, edges)[keep]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / count[:, None]
+        sd = np.sqrt(np.maximum(s2 / count[:, None] - mean * mean, 0.0))
+    return count, mean, sd
+
+
+def _bin_any(night: Night, sensor, acc: np.ndarray, n_bins: int, p: SleepParams):
+    """Count, mean and SD per bin for any sensor (per-sample times, NaN samples)."""
     t = night.offset_s(sensor) + sensor.times_s()
     b = np.floor(t / p.bin_s).astype(np.int64)
     ok = np.isfinite(acc).all(axis=1) & (b >= 0) & (b < n_bins)
@@ -542,18 +614,7 @@ def _bin_sensor(night: Night, sensor, acc: np.ndarray, n_bins: int, p: SleepPara
             # Centre on the bin mean before squaring: precise for mg SDs on a 1 g value.
             dev = x - mean[b, k]
             sd[:, k] = np.sqrt(np.bincount(b, weights=dev * dev, minlength=n_bins) / count)
-    expected = p.bin_s * sensor.fs_hz
-    valid = count >= p.min_coverage * expected
-    norm = np.linalg.norm(mean, axis=1)
-    valid &= norm > 0.1  # no gravity: not a usable orientation (a broken or free-falling band)
-    unit = np.where(valid[:, None], mean / np.where(norm > 0, norm, 1.0)[:, None], np.nan)
-    change = np.full(n_bins, np.nan)
-    dot = np.einsum("ij,ij->i", unit[1:], unit[:-1])
-    change[1:] = np.degrees(np.arccos(np.clip(dot, -1.0, 1.0)))
-    both = np.zeros(n_bins, dtype=bool)
-    both[1:] = valid[1:] & valid[:-1]
-    change[~both] = np.nan
-    return {"valid": valid, "unit": unit, "sd": sd, "change": change}
+    return count, mean, sd
 
 
 def _combine(bins: dict, nonwear: dict, explained: np.ndarray) -> dict:
