@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import FormatError, InputError, UsageError
+from .provenance import user_file_mode
 
 __all__ = [
     "ADULT_CUTOFF_PER_H",
@@ -1276,6 +1277,7 @@ def _atomic_write(output: Path, write) -> None:
     directory = output.parent if str(output.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=directory)
     os.close(fd)
+    os.chmod(tmp, user_file_mode())
     try:
         write(tmp)
         os.replace(tmp, output)

@@ -50,3 +50,14 @@ def stamp(**extra: Any) -> dict[str, Any]:
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
     }
+
+
+def user_file_mode() -> int:
+    """The permissions a new file gets from ``open()`` under the current umask
+    (``tempfile.mkstemp`` makes its files 0600: a file renamed into place from one must
+    be given these, or nobody else can read the summary or report)."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask

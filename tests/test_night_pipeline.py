@@ -202,3 +202,20 @@ def test_cli_device_calibration_sleep_option_and_night_date(tmp_path):
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "ambiguous" in done.stderr and "calibration.epoch_s" in done.stderr
+
+
+def test_summary_and_report_files_get_the_users_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from pmld.plot import write_report
+
+    night = simulate_night("healthy", hours=0.5, fs_hz=FS, seed=2)
+    summary = tmp_path / "night.plm.h5"
+    analyze(night).to_hdf5(summary)
+    report = tmp_path / "night.html"
+    write_report(summary, report)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in (summary, report):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path

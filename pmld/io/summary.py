@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FormatError
-from ..provenance import canonical_json, stamp
+from ..provenance import canonical_json, stamp, user_file_mode
 from ._hdf5 import open_checked, read_table, write_table
 
 SUMMARY_SCHEMA = "pmld-summary"
@@ -98,6 +98,7 @@ def write_summary(analysis, path: str | os.PathLike, *, inputs: list[dict] | Non
         raise FormatError(f"cannot write {path}: directory {directory} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     os.close(fd)
+    os.chmod(tmp, user_file_mode())
     try:
         with h5py.File(tmp, "w") as h5:
             for key, value in root_attrs.items():
