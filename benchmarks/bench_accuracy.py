@@ -9,10 +9,11 @@ For every scenario and seed (seeds 1000.., never used by the tests) an 8 h night
   merge) against the truth's ``lm`` rows of that leg, in sleep and in wake alike (a PSG
   scorer scores both), matched one-to-one by overlap (:mod:`pmld.evaluate`).
 * Night level: the PLMS index (PLMs in sleep per hour of sleep). To measure the
-  detector and not the sleep estimate (``bench_sleep.py`` measures that), both sides get
-  the reference hypnogram a PSG would give: the simulator's wake spans are added to the night as ``reference``
-  annotations before analysis, and the truth LMs (with the posture changes as
-  non-candidate movements) are scored by the same rules over the same sleep.
+  detector and not the sleep estimate (``bench_sleep.py`` measures that), both sides
+  get the reference hypnogram a PSG would give: the simulator's wake spans are added to
+  the night as ``reference`` annotations before analysis, and the truth LMs (with the
+  posture changes as non-candidate movements) are scored by the same rules over the
+  same sleep.
 
 Run: ``python benchmarks/bench_accuracy.py [--seeds 5] [--hours 8]``. Prints a table
 per scenario and the overall figures against the targets of the detection issue
