@@ -43,7 +43,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -56,6 +56,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import InputError, PmldError, UsageError
+from .io._files import write_atomic
 from .night import evening_date
 
 #: Glob (relative to the input directory) of the night files found by default.
@@ -486,32 +487,22 @@ def read_summary_head(path: str | os.PathLike) -> dict[str, Any] | None:
 
     None when the file is not a readable pmld-summary of a version this pmld reads.
     """
-    from .io._hdf5 import open_checked
+    from .io._hdf5 import attr_plain, open_checked
     from .io.summary import SUMMARY_SCHEMA, SUMMARY_VERSION
 
     try:
         with open_checked(path, SUMMARY_SCHEMA, SUMMARY_VERSION) as h5:
-            attrs = {k: _plain(v) for k, v in h5.attrs.items()}
-            indices = {k: _plain(v) for k, v in h5["summary"].attrs.items()}
-            flags = json.loads(_plain(h5["quality"].attrs["flags"]))
+            attrs = {k: attr_plain(v) for k, v in h5.attrs.items()}
+            indices = {k: attr_plain(v) for k, v in h5["summary"].attrs.items()}
+            flags = json.loads(attr_plain(h5["quality"].attrs["flags"]))
             sleep = (
-                {k: _plain(v) for k, v in h5["sleep"].attrs.items()} if "sleep" in h5 else {}
+                {k: attr_plain(v) for k, v in h5["sleep"].attrs.items()} if "sleep" in h5 else {}
             )
     except (PmldError, OSError, KeyError, ValueError, TypeError):
         return None
     if sleep.get("flags"):
         flags = [*flags, *json.loads(sleep["flags"])]
     return {"attrs": attrs, "indices": indices, "flags": flags, "sleep": sleep}
-
-
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return value.item()
-    return value
 
 
 def cohort_row(
@@ -613,7 +604,7 @@ def write_cohort(frame: pd.DataFrame, output_dir: str | os.PathLike):
     csv_path = output_dir / "cohort.csv"
     parquet_path = output_dir / "cohort.parquet"
     notes: list[str] = []
-    _atomic(csv_path, lambda tmp: frame.to_csv(tmp, index=False))
+    write_atomic([(csv_path, lambda tmp: frame.to_csv(tmp, index=False))])
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -625,18 +616,10 @@ def write_cohort(frame: pd.DataFrame, output_dir: str | os.PathLike):
             + (" and removed the stale cohort.parquet" if stale else "")
         )
         return csv_path, None, notes
-    _atomic(parquet_path, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
+    write_atomic(
+        [(parquet_path, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))]
+    )
     return csv_path, parquet_path, notes
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # -- engines -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, UsageError
+from .provenance import strict_json
 
 EPILOG = """\
 One night at the ankle rarely shows gravity in enough directions to calibrate the sensor
@@ -188,7 +189,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         out = {"device": device, "calibration": calibration.to_dict(), "inputs": inputs}
         if written is not None:
             out["output"] = str(args.output)
-        print(json.dumps(_json_safe(out), indent=2))
+        print(json.dumps(strict_json(out), indent=2))
         return 0
     offset = ", ".join(f"{v * 1000:+.1f}" for v in calibration.offset_g)
     scale = ", ".join(f"{v:.4f}" for v in calibration.scale)
@@ -200,18 +201,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if written is not None:
         print(f"wrote {args.output}")
     return 0
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, UsageError
+from .provenance import strict_json
 
 _TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 
@@ -191,7 +192,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             out["plot"] = str(args.plot)
         if args.output is not None:
             out["table"] = str(args.output)
-        print(json.dumps(_json_safe(out), indent=2))
+        print(json.dumps(strict_json(out), indent=2))
         return 0
     for row in rows:
         print(format_night(row))
@@ -285,19 +286,6 @@ def format_across(a: dict) -> str:
         f"{a['category_threshold']:g}/h: {agree} of {a['n']} nights agree, kappa "
         f"{_num(a['category_kappa'])}"
     )
-
-
-def _json_safe(value):
-    """NaN and infinities as null (JSON has neither), NumPy scalars as Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

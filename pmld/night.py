@@ -107,6 +107,26 @@ def complement_spans(spans: pd.DataFrame, total_s: float) -> pd.DataFrame:
     return pd.DataFrame({"onset_s": onsets, "duration_s": durations}, dtype="float64")
 
 
+def subtract_spans(spans, cuts) -> list[tuple[float, float]]:
+    """The parts of ``spans`` outside every ``cuts`` span (both as ``(start, end)``
+    pairs), in the order of ``spans``."""
+    cuts = sorted(cuts)
+    out = []
+    for a, b in spans:
+        cur = a
+        for c, d in cuts:
+            if d <= cur or c >= b:
+                continue
+            if c > cur:
+                out.append((float(cur), float(c)))
+            cur = max(cur, d)
+            if cur >= b:
+                break
+        if cur < b:
+            out.append((float(cur), float(b)))
+    return out
+
+
 def empty_gaps() -> pd.DataFrame:
     return pd.DataFrame(
         {"sample_index": pd.Series(dtype="int64"), "missing_samples": pd.Series(dtype="int64")}

@@ -44,7 +44,7 @@ from .detect import (
     thresholds,
 )
 from .errors import UsageError
-from .night import Night, Sensor, complement_spans
+from .night import Night, Sensor, complement_spans, subtract_spans
 from .score import (
     ScoringRules,
     imi_histograms,
@@ -633,7 +633,7 @@ class PreparedNight:
             period = estimate.period if source == "estimate" else None
             start_s, stop_s = _analysis_window(self.night, window, [], period=period)
             covered = [
-                _subtract_spans(sensor.spans, _side_spans(estimate.nonwear, sensor.side))
+                subtract_spans(sensor.spans, _side_spans(estimate.nonwear, sensor.side))
                 for sensor in self._sensors
             ]
             islands = _coverage(covered, start_s, stop_s, window.break_gap_s)
@@ -952,27 +952,6 @@ def _side_spans(table: pd.DataFrame, side: str) -> list[tuple[float, float]]:
     rows = table[table["side"].astype(str) == side]
     onset = rows["onset_s"].to_numpy(float)
     return list(zip(onset, onset + rows["duration_s"].to_numpy(float), strict=True))
-
-
-def _subtract_spans(spans, cuts) -> list[tuple[float, float]]:
-    """``spans`` less the time in ``cuts`` (both lists of ``(lo, hi)``)."""
-    if not cuts:
-        return list(spans)
-    out = []
-    cuts = sorted(cuts)
-    for lo, hi in spans:
-        pieces = [(lo, hi)]
-        for a, b in cuts:
-            if b <= lo or a >= hi:
-                continue
-            pieces = [
-                piece
-                for p_lo, p_hi in pieces
-                for piece in ((p_lo, min(p_hi, a)), (max(p_lo, b), p_hi))
-                if piece[1] > piece[0]
-            ]
-        out.extend(pieces)
-    return out
 
 
 def _covered_between(spans, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:

@@ -47,7 +47,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -60,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import FormatError, InputError, UsageError
-from .provenance import user_file_mode
+from .io._files import write_atomic
 
 __all__ = [
     "ADULT_CUTOFF_PER_H",
@@ -1271,21 +1270,6 @@ def _check_output(output: Path) -> None:
         raise UsageError(f"{output}: is a directory; give the report's file name")
 
 
-def _atomic_write(output: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename: a report is
-    never left half written."""
-    directory = output.parent if str(output.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    os.chmod(tmp, user_file_mode())
-    try:
-        write(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_night_report(
     summary,
     output: str | os.PathLike,
@@ -1326,21 +1310,21 @@ def write_night_report(
     with _style():
         if fmt == "html":
             text = _night_html(view, 80.0)
-            _atomic_write(output, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            write_atomic([(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))])
         elif fmt == "png":
             fig = _night_figure(view, 90.0)
-            _atomic_write(output, lambda tmp: fig.savefig(tmp, format="png"))
+            write_atomic([(output, lambda tmp: fig.savefig(tmp, format="png"))])
         else:
             from matplotlib.backends.backend_pdf import PdfPages
 
             figures = [_night_figure(view, 90.0), *_pdf_pages(view)]
 
-            def write_pdf(tmp: str) -> None:
+            def write_pdf(tmp: Path) -> None:
                 with PdfPages(tmp, metadata=_pdf_metadata(view.name, view.attrs)) as pdf:
                     for figure in figures:
                         pdf.savefig(figure, dpi=150)
 
-            _atomic_write(output, write_pdf)
+            write_atomic([(output, write_pdf)])
     return output
 
 
@@ -1722,10 +1706,10 @@ def write_cohort_report(
     with _style():
         if fmt == "html":
             text = _cohort_html(table, float(threshold), source, output, 80.0)
-            _atomic_write(output, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            write_atomic([(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))])
         else:
             fig = _cohort_figure(table, float(threshold), 100.0)
-            _atomic_write(output, lambda tmp: fig.savefig(tmp, format=fmt))
+            write_atomic([(output, lambda tmp: fig.savefig(tmp, format=fmt))])
     return output
 
 

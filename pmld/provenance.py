@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,18 @@ def stamp(**extra: Any) -> dict[str, Any]:
     }
 
 
-def user_file_mode() -> int:
-    """The permissions a new file gets from ``open()`` under the current umask
-    (``tempfile.mkstemp`` makes its files 0600: a file renamed into place from one must
-    be given these, or nobody else can read the summary or report)."""
-    import os
-
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+def strict_json(value: Any) -> Any:
+    """``value`` made fit for strict JSON: NaN and infinities as null (JSON has
+    neither), NumPy scalars and arrays as Python numbers and lists, mapping keys as
+    strings."""
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if getattr(value, "ndim", 0) and hasattr(value, "tolist"):  # a NumPy array
+        return [strict_json(v) for v in value.tolist()]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

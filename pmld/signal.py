@@ -759,7 +759,7 @@ def write_device_calibration(
     dict
         What was written.
     """
-    from .provenance import stamp
+    from .provenance import stamp, strict_json
 
     if calibration.status != "autocalibrated":
         raise UsageError("only a successful autocalibration can be stored")
@@ -774,7 +774,7 @@ def write_device_calibration(
         "params": (params or CalibrationParams()).to_dict(),
         "inputs": [dict(item) for item in inputs],
     }
-    text = json.dumps(_strict(content), indent=2, sort_keys=False) + "\n"
+    text = json.dumps(strict_json(content), indent=2, sort_keys=False) + "\n"
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -845,18 +845,3 @@ def read_device_calibration(path: str | os.PathLike) -> list[Calibration]:
             calibration.details["created_utc"] = str(content["created_utc"])
         out.append(calibration)
     return out
-
-
-def _strict(value: Any) -> Any:
-    """NaN and infinities as null (strict JSON), NumPy values as plain ones."""
-    if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_strict(v) for v in value.tolist()]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

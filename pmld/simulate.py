@@ -191,7 +191,7 @@ from scipy.signal import lfilter
 from scipy.special import ndtr, ndtri
 
 from .errors import UsageError
-from .night import Night, Sensor, as_utc, check_timezone, make_annotations
+from .night import Night, Sensor, as_utc, check_timezone, make_annotations, subtract_spans
 
 __all__ = ["SCENARIOS", "Scenario", "simulate_night", "truth_table"]
 
@@ -880,12 +880,12 @@ def _sleep_structure(sc: Scenario, total_s: float, rng: np.random.Generator) -> 
         rem.append((t + cycle - rem_len, t + cycle))
         t += cycle
         k += 1
-    rem = _subtract(rem, spans)
+    rem = subtract_spans(rem, spans)
     return _Structure(total_s, lights_off, lights_on, sleep_onset, final_awakening, spans, rem)
 
 
 def _total_sleep_s(st: _Structure) -> float:
-    sleep = _subtract([(st.lights_off_s, st.lights_on_s)], st.wake)
+    sleep = subtract_spans([(st.lights_off_s, st.lights_on_s)], st.wake)
     return float(sum(b - a for a, b in sleep))
 
 
@@ -977,7 +977,7 @@ def _series_windows(st: _Structure, postures: list[_Posture]) -> list[tuple[floa
     cuts = sorted(
         st.wake + st.rem + [(p.onset_s - 3.0, p.onset_s + p.duration_s + 5.0) for p in postures]
     )
-    return _subtract([(st.sleep_onset_s, st.final_awakening_s)], cuts)
+    return subtract_spans([(st.sleep_onset_s, st.final_awakening_s)], cuts)
 
 
 # -- periodic series --------------------------------------------------------------------
@@ -1124,8 +1124,8 @@ def _isolated_moves(
     sc: Scenario, st: _Structure, postures, taken: list[_Move], sides, rng: np.random.Generator
 ) -> list[_Move]:
     """Non-periodic LMs in sleep, outside series and away from other movements."""
-    sleep = _subtract([(st.sleep_onset_s, st.final_awakening_s)], st.wake)
-    nrem = _subtract(sleep, st.rem)
+    sleep = subtract_spans([(st.sleep_onset_s, st.final_awakening_s)], st.wake)
+    nrem = subtract_spans(sleep, st.rem)
     parts = nrem + st.rem
     weights = np.array(
         [b - a for a, b in nrem] + [sc.rem_isolated_factor * (b - a) for a, b in st.rem]
@@ -1567,25 +1567,6 @@ def _annotations(
 
 
 # -- interval helpers ------------------------------------------------------------------
-
-
-def _subtract(intervals, cuts) -> list[tuple[float, float]]:
-    """The parts of ``intervals`` outside every ``cuts`` interval (both as (a, b) pairs)."""
-    cuts = sorted(cuts)
-    out = []
-    for a, b in intervals:
-        cur = a
-        for c, d in cuts:
-            if d <= cur or c >= b:
-                continue
-            if c > cur:
-                out.append((float(cur), float(c)))
-            cur = max(cur, d)
-            if cur >= b:
-                break
-        if cur < b:
-            out.append((float(cur), float(b)))
-    return out
 
 
 def _overlaps(a: float, b: float, spans, clearance: float) -> bool:

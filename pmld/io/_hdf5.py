@@ -77,6 +77,18 @@ def _why_unreadable(path: Path, error: OSError) -> str:
     return "is an HDF5 file that cannot be opened: truncated or damaged (" + str(error) + ")"
 
 
+def attr_plain(value):
+    """An HDF5 attribute as a plain Python value: bytes decoded, NumPy scalars and 0-d
+    arrays unwrapped, anything else as it is."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return value.item()
+    return value
+
+
 def attr_text(value) -> str | None:
     """An HDF5 attribute as text: bytes decoded, 0-d arrays unwrapped, None kept."""
     if value is None:

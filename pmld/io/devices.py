@@ -83,6 +83,7 @@ import pandas as pd
 from .. import resample
 from ..errors import FormatError, InputError, UsageError
 from ..night import SIDES, Night, Sensor, check_timezone, evening_date
+from ._files import read_head
 
 #: Format keys and the names used in messages.
 FORMAT_NAMES = {
@@ -133,7 +134,7 @@ def detect_format(path: str | os.PathLike) -> str:
         related format pmld cannot use (old NHANES GT3X, Genea, WAV, AGD/SQLite, HDF5).
     """
     source = Path(path)
-    head = _read_head(source, 4096)
+    head = read_head(source, 4096)
     kind = _sniff(head, source)
     if kind is not None:
         return kind
@@ -167,23 +168,11 @@ def sniff_device_format(path: str | os.PathLike) -> str | None:
     None (without raising for other formats); for :func:`pmld.io.nightfile.open_night`."""
     source = Path(path)
     try:
-        head = _read_head(source, 4096)
+        head = read_head(source, 4096)
         kind = _sniff(head, source)
     except (InputError, FormatError):
         return None
     return kind if kind in DEVICE_FORMATS else None
-
-
-def _read_head(source: Path, size: int) -> bytes:
-    if not source.exists():
-        raise InputError("no such file", path=source)
-    if not source.is_file():
-        raise InputError("is not a file", path=source)
-    try:
-        with open(source, "rb") as handle:
-            return handle.read(size)
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=source) from None
 
 
 def _sniff(head: bytes, source: Path) -> str | None:

@@ -45,9 +45,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,8 +57,9 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import FormatError, InputError, PmldError, UsageError
+from ..errors import FormatError, InputError, UsageError
 from ..night import Night, Sensor
+from ._files import write_atomic
 from ._hdf5 import attr_text
 
 __all__ = [
@@ -454,28 +453,6 @@ def _check_output(path: Path) -> None:
         raise UsageError(f"cannot write {path}: it is a directory; give a file name")
 
 
-def _write_atomic(targets: list[tuple[Path, Callable[[Path], None]]]) -> None:
-    """Write each target under a temporary name in its directory, then rename them all.
-
-    A failure before the renames leaves nothing behind; the temporary files are removed.
-    """
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for target, write in targets:
-            tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-            temps.append((tmp, target))
-            write(tmp)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        for tmp, target in temps:
-            os.replace(tmp, target)
-    except OSError as exc:
-        raise PmldError(f"cannot write: {exc.strerror or exc}", path=targets[0][0]) from None
-    finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-
-
 # -- events: BIDS, CSV, EDF+ ------------------------------------------------------------
 def export_events(summary, output: str | os.PathLike, format: str | None = None) -> ExportResult:
     """Write a nightly summary's events as BIDS ``events.tsv``, CSV or EDF+.
@@ -504,14 +481,14 @@ def export_events(summary, output: str | os.PathLike, format: str | None = None)
     if kind == "bids":
         sidecar = _sidecar_path(output)
         result.extra_paths.append(sidecar)
-        _write_atomic([
+        write_atomic([
             (sidecar, lambda tmp: tmp.write_text(_bids_sidecar(table, start, zone),
                                                  encoding="utf-8")),
             (output, lambda tmp: tmp.write_text(_bids_tsv(table), encoding="utf-8")),
-        ])
+        ], fsync=True)
     elif kind == "csv":
-        _write_atomic([(output, lambda tmp: _csv(table, start, zone).to_csv(
-            tmp, index=False, lineterminator="\n"))])
+        write_atomic([(output, lambda tmp: _csv(table, start, zone).to_csv(
+            tmp, index=False, lineterminator="\n"))], fsync=True)
     else:
         edfio = _edfio()
         annotations = [
@@ -527,7 +504,7 @@ def export_events(summary, output: str | os.PathLike, format: str | None = None)
             starttime=_local_start(start, zone).time(),
             annotations=annotations,
         )
-        _write_atomic([(output, edf.write)])
+        write_atomic([(output, edf.write)], fsync=True)
     return result
 
 
@@ -831,7 +808,7 @@ def export_raw_edf(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _write_atomic([(output, edf.write)])
+        write_atomic([(output, edf.write)], fsync=True)
     return ExportResult(output, "edf", n_events + len(gap_rows), notices=notices)
 
 

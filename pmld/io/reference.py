@@ -66,6 +66,7 @@ from ..night import (
     empty_annotations,
 )
 from ..provenance import file_sha256
+from ._files import read_head
 
 __all__ = [
     "FORMATS",
@@ -628,15 +629,7 @@ def read_reference(
     mapping = _normalise_label_map(label_map)
     if default_label is not None:
         default_label = _normalise_label_map({"row": default_label})["row"]
-    if not source.exists():
-        raise InputError("no such file", path=source)
-    if not source.is_file():
-        raise InputError("is not a file", path=source)
-    try:
-        with open(source, "rb") as handle:
-            head = handle.read(4096)
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=source) from None
+    head = read_head(source, 4096)
     if not head:
         raise InputError("is empty", path=source)
     kind = _detect_format(source, head) if format == "auto" else format

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FormatError
-from ..provenance import canonical_json, stamp, user_file_mode
-from ._hdf5 import open_checked, read_table, write_table
+from ..provenance import canonical_json, stamp
+from ._files import write_atomic
+from ._hdf5 import attr_plain, open_checked, read_table, write_table
 
 SUMMARY_SCHEMA = "pmld-summary"
 SUMMARY_VERSION = "1.1"
@@ -96,10 +96,8 @@ def write_summary(analysis, path: str | os.PathLike, *, inputs: list[dict] | Non
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FormatError(f"cannot write {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    os.chmod(tmp, user_file_mode())
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as h5:
             for key, value in root_attrs.items():
                 h5.attrs[key] = value
@@ -116,10 +114,8 @@ def write_summary(analysis, path: str | os.PathLike, *, inputs: list[dict] | Non
             quality.attrs["flags"] = json.dumps(list(analysis.quality.get("flags", [])))
             quality.attrs["sensors_json"] = canonical_json(analysis.quality.get("sensors", {}))
             _write_v11(h5, analysis)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomic([(path, write)])
 
 
 def _write_v11(h5: h5py.File, analysis) -> None:
@@ -174,14 +170,14 @@ def _read_v11(h5: h5py.File) -> dict[str, Any]:
         out["gaps"] = read_table(h5["gaps"])
     if "sleep" in h5:
         group = h5["sleep"]
-        sleep = {k: _plain(v) for k, v in group.attrs.items() if k != "flags"}
-        sleep["flags"] = json.loads(_plain(group.attrs.get("flags", "[]")))
+        sleep = {k: attr_plain(v) for k, v in group.attrs.items() if k != "flags"}
+        sleep["flags"] = json.loads(attr_plain(group.attrs.get("flags", "[]")))
         for name in ("spans", "nonwear"):
             if name in group:
                 sleep[name] = read_table(group[name])
         out["sleep"] = sleep
     if "calibration" in h5:
-        out["calibration"] = json.loads(_plain(h5["calibration"].attrs.get("json", "[]")))
+        out["calibration"] = json.loads(attr_plain(h5["calibration"].attrs.get("json", "[]")))
     return out
 
 
@@ -203,11 +199,11 @@ def read_summary(path: str | os.PathLike) -> SummaryFile:
             if name not in h5:
                 raise FormatError(f"is a damaged pmld-summary file: /{name} is missing", path=path)
         try:
-            attrs = {k: _plain(v) for k, v in h5.attrs.items()}
+            attrs = {k: attr_plain(v) for k, v in h5.attrs.items()}
             events = read_table(h5["events/leg_movements"])
             series = read_table(h5["events/plm_series"])
             monolateral = read_table(h5["events/monolateral"])
-            indices = {k: _plain(v) for k, v in h5["summary"].attrs.items()}
+            indices = {k: attr_plain(v) for k, v in h5["summary"].attrs.items()}
             histograms = {k: h5["summary"][k][()] for k in h5["summary"]}
             quality = {
                 "flags": json.loads(h5["quality"].attrs["flags"]),
@@ -231,11 +227,3 @@ def read_summary(path: str | os.PathLike) -> SummaryFile:
         parameters=json.loads(attrs.get("parameters_json", "{}")),
         **v11,
     )
-
-
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
