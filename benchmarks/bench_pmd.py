@@ -18,18 +18,19 @@ Method
   the width its deltas need) and for raw int16, type 0x01 (39 samples a frame).
 * Decoding: the night's frames are split into batches of 1, 10, 100 and 1000
   notifications and each batch goes to :func:`pmd.decode_acc_frames` (the recorder's
-  path: the BLE callback only queues bytes, a task decodes whatever has queued up; a
-  batch of 1 is a naive decode-per-notification handler). The output of one full pass is
+  path: the BLE callback only queues bytes, a task decodes whatever has queued up,
+  usually one notification at 52 Hz; larger batches are what a recorder catching up
+  after a stall sees). The output of one full pass is
   checked against the signal, sample for sample, and the timestamps too.
 * Times: ``time.perf_counter`` around one pass over the whole night; one warm-up pass,
   then ``--repeat`` passes; reported are the median (and best) pass. Samples/s = the
   night's samples / median pass time. Interpreter start-up, the simulation and encoding
   are excluded (encoding is timed once, for information).
 
-Target (PMD issue): decoding >= 1,000,000 samples/s for batches of >= 10 notifications
-(at 52 Hz a band sends about one notification every 2.5 s compressed, so the recorder
-never waits for more). The batch of 1 is reported for information: there the fixed
-per-call cost dominates.
+Target (PMD issue): decoding >= 1,000,000 samples/s, for every batch size including 1.
+At 52 Hz a band sends about one compressed notification every 2.5 s, so a live
+recorder usually decodes one notification per call; the decoder takes a few blocks or
+frames one by one (less fixed cost) and many of them in one vectorised pass.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from pmld.ble import pmd
 from pmld.simulate import simulate_night
 
 TARGET_SAMPLES_PER_S = 1_000_000
-TARGET_MIN_BATCH = 10
 BUDGET = 244  # ATT MTU 247 - 3
 BATCHES = (1, 10, 100, 1000)
 FRAME_TYPES = {"compressed 0x81": pmd.FrameType.DELTA_MG, "raw 0x01": pmd.FrameType.RAW_INT16}
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"pmld PMD codec: {args.hours:g} h moderate night at {args.fs:g} Hz ({n:,} samples), "
         f"notifications <= {BUDGET} bytes, median of {args.repeat} passes; "
-        f"target: decode >= {TARGET_SAMPLES_PER_S:,} samples/s in batches >= {TARGET_MIN_BATCH}"
+        f"target: decode >= {TARGET_SAMPLES_PER_S:,} samples/s at every batch size"
     )
     ok = True
     rows = []
@@ -143,11 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             assert decode_all(chunks) == n
             median, best = statistics.median(times), min(times)
             rate = n / median
-            if batch >= TARGET_MIN_BATCH:
-                verdict = "ok" if rate >= TARGET_SAMPLES_PER_S else "BELOW TARGET"
-                ok &= rate >= TARGET_SAMPLES_PER_S
-            else:
-                verdict = "(information)"
+            verdict = "ok" if rate >= TARGET_SAMPLES_PER_S else "BELOW TARGET"
+            ok &= rate >= TARGET_SAMPLES_PER_S
             rows.append(
                 (
                     f"{label}: decode in batches of {batch}",
@@ -184,8 +181,7 @@ if pytest is not None:
         n, frames = night_frames
         chunks = batches(frames[frame_type], batch)
         assert benchmark(decode_all, chunks) == n
-        if batch >= TARGET_MIN_BATCH:
-            assert n / benchmark.stats.stats.median >= TARGET_SAMPLES_PER_S
+        assert n / benchmark.stats.stats.median >= TARGET_SAMPLES_PER_S
 
 
 if __name__ == "__main__":

@@ -568,6 +568,12 @@ def test_fill_acc_frame_splits_a_stream_into_decodable_frames():
         assert not batch.errors
         np.testing.assert_array_equal(batch.values, samples)
         np.testing.assert_array_equal(batch.timestamp_ns, batch.offsets[1:] - 1)
+        # one notification at a time (a live recorder's usual call) and in small groups
+        # take the decoder's block-by-block path; the result is the same
+        for size in (1, 3):
+            parts = [pmd.decode_acc_frames(frames[i : i + size]).values
+                     for i in range(0, len(frames), size)]
+            np.testing.assert_array_equal(np.concatenate(parts), samples)
 
 
 def test_encoder_refuses_what_it_cannot_encode():

@@ -41,6 +41,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from itertools import accumulate
 
 import numpy as np
 
@@ -90,6 +91,8 @@ RESPONSE_TAG = 0xF0
 STOPPED_TAG = 0x01
 COMPRESSED = 0x80
 MAX_BIT_WIDTH = 16  # the ACC resolution: a wider delta cannot be a 16-bit signal's
+_BIT_WEIGHTS = [np.int64(1) << np.arange(b, dtype=np.int64) for b in range(MAX_BIT_WIDTH + 1)]
+_FEW = 8  # up to this many blocks or frames are decoded one by one (less overhead)
 
 
 class MeasurementType(IntEnum):
@@ -181,6 +184,13 @@ ERROR_KINDS = (
     "not_acc",
     "bad_response",
 )
+
+
+# plain ints for the decoder's per-frame loop (an IntEnum lookup costs more)
+_ACC = int(MeasurementType.ACC)
+_DELTA_G = int(FrameType.DELTA_G)
+_DELTA_MG = int(FrameType.DELTA_MG)
+_DELTA_TYPES = (_DELTA_G, _DELTA_MG)
 
 
 class PmdError(InputError):
@@ -404,9 +414,7 @@ def decode_acc_frames(values: Sequence[bytes], factor: float = 1.0) -> AccBatch:
     """Decode ACC notifications in one go (never raises for a bad frame)."""
     n_in = len(values)
     data = b"".join(bytes(v) if not isinstance(v, bytes) else v for v in values)
-    starts = np.zeros(n_in + 1, np.int64)
-    if n_in:
-        np.cumsum([len(v) for v in values], out=starts[1:])
+    starts = [0, *accumulate(len(v) for v in values)]
     errors: list[tuple[int, PmdError]] = []
     position: list[int] = []
     stamps: list[int] = []
@@ -417,17 +425,18 @@ def decode_acc_frames(values: Sequence[bytes], factor: float = 1.0) -> AccBatch:
     # n samples)
     raw_parts: list[tuple[int, int, int, int]] = []
     refs: list[tuple[int, int]] = []
+    comp_frames: list[tuple[int, int]] = []  # (first row, n samples)
     blocks: list[tuple[int, int, int, int]] = []
     row = 0
     unpack = HEADER.unpack_from
     for k in range(n_in):
-        base, end = int(starts[k]), int(starts[k + 1])
+        base, end = starts[k], starts[k + 1]
         size = end - base
         if size < HEADER_SIZE:
             errors.append((k, PmdError("truncated", f"frame of {size} bytes, header needs 10")))
             continue
         mtype, stamp, ftype = unpack(data, base)
-        if mtype != MeasurementType.ACC:
+        if mtype != _ACC:
             errors.append((k, PmdError("not_acc", f"a frame of measurement type {mtype}")))
             continue
         payload = base + HEADER_SIZE
@@ -443,7 +452,7 @@ def decode_acc_frames(values: Sequence[bytes], factor: float = 1.0) -> AccBatch:
                 continue
             n = body // step
             raw_parts.append((row, payload, n, width))
-        elif ftype in (FrameType.DELTA_G, FrameType.DELTA_MG):
+        elif ftype in _DELTA_TYPES:
             if payload + 6 > end:
                 errors.append((k, PmdError("truncated", "compressed frame without its reference")))
                 continue
@@ -478,6 +487,7 @@ def decode_acc_frames(values: Sequence[bytes], factor: float = 1.0) -> AccBatch:
                 errors.append((k, error))
                 continue
             refs.append((row, payload))
+            comp_frames.append((row, n))
             blocks.extend(frame_blocks)
         else:
             errors.append(
@@ -500,36 +510,33 @@ def decode_acc_frames(values: Sequence[bytes], factor: float = 1.0) -> AccBatch:
             b = buf[b0 : b0 + 9 * n].reshape(n, 3, 3).astype(np.int64)
             v = b[..., 0] | b[..., 1] << 8 | b[..., 2] << 16
             out[r0 : r0 + n] = v - ((v & 0x800000) << 1)
-    compressed_rows = np.zeros(row, bool)
     if refs:
         ref = np.asarray(refs, np.int64)
         idx = ref[:, 1][:, None] + np.arange(6)
         ref_bytes = buf[idx].astype(np.int64)
         ref_val = ref_bytes[:, 0::2] | ref_bytes[:, 1::2] << 8
         out[ref[:, 0]] = ref_val - ((ref_val & 0x8000) << 1)
-        compressed_rows[ref[:, 0]] = True
-    if blocks:
+    if len(blocks) > _FEW:
         _unpack_deltas(buf, np.asarray(blocks, np.int64), out)
-    if refs:
-        # each compressed frame: reference + cumulative deltas
-        counts_arr = np.asarray(counts, np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts_arr)])
-        comp = np.flatnonzero(np.asarray([t & COMPRESSED for t in ftypes], bool))
-        for_rows = np.zeros(row, bool)
-        for_rows[np.repeat(offsets[comp], counts_arr[comp]) + _ramp(counts_arr[comp])] = True
-        sel = out[for_rows]
-        cs = np.cumsum(sel, axis=0)
-        lens = counts_arr[comp]
+    else:  # a notification or two, as a live recorder sees them: block by block
+        for r0, bit0, bits, cnt in blocks:
+            out[r0 : r0 + cnt] = _block_deltas(buf, bit0 // 8, bits, cnt)
+    # each compressed frame: reference + cumulative deltas
+    if len(refs) > _FEW:
+        lens = np.asarray([n for _, n in comp_frames], np.int64)
+        starts_c = np.asarray([r for r, _ in comp_frames], np.int64)
+        for_rows = np.repeat(starts_c, lens) + _ramp(lens)
+        cs = np.cumsum(out[for_rows], axis=0)
         first = np.cumsum(lens) - lens
         before = np.where(first[:, None] > 0, cs[np.maximum(first - 1, 0)], 0)
         out[for_rows] = cs - np.repeat(before, lens, axis=0)
-    offsets = np.zeros(len(counts) + 1, np.int64)
-    if counts:
-        np.cumsum(counts, out=offsets[1:])
+    else:
+        for r0, n in comp_frames:
+            np.cumsum(out[r0 : r0 + n], axis=0, out=out[r0 : r0 + n])
+    offsets = np.array([0, *accumulate(counts)], np.int64)
     ftype_arr = np.asarray(ftypes, np.uint8)
-    unit = np.ones(len(ftypes), np.float64)
-    unit[ftype_arr == FrameType.DELTA_G] = 1000.0 * factor
-    unit[ftype_arr == FrameType.DELTA_MG] = float(factor)
+    units = {_DELTA_G: 1000.0 * factor, _DELTA_MG: float(factor)}
+    unit = np.array([units.get(t, 1.0) for t in ftypes], np.float64)
     return AccBatch(
         position=np.asarray(position, np.int64),
         timestamp_ns=np.asarray(stamps, np.uint64).astype(np.int64),
@@ -545,6 +552,15 @@ def _ramp(lengths: np.ndarray) -> np.ndarray:
     """0..n-1 for each n in ``lengths``, concatenated."""
     total = int(lengths.sum())
     return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def _block_deltas(buf: np.ndarray, byte0: int, bits: int, cnt: int) -> np.ndarray:
+    """One block's ``cnt`` x 3 signed deltas of ``bits`` bits, from byte ``byte0``."""
+    nvals = 3 * cnt
+    raw = np.unpackbits(buf[byte0 : byte0 + (nvals * bits + 7) // 8], bitorder="little")
+    v = raw[: nvals * bits].reshape(nvals, bits) @ _BIT_WEIGHTS[bits]
+    v -= (v >> (bits - 1) & 1) << bits
+    return v.reshape(cnt, 3)
 
 
 def _unpack_deltas(buf: np.ndarray, blocks: np.ndarray, out: np.ndarray) -> None:
