@@ -50,15 +50,17 @@ def add_parsers(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "record",
-        help="record a night from a pmld band over Bluetooth LE",
-        description="Record a night from a pmld ankle band. Reconnects by itself when the "
-        "link drops and takes back what the band buffered meanwhile; what the band could "
-        "not keep is recorded as gaps. Samples go to NIGHT.h5.journal as they arrive, so "
+        help="record a night from a pmld or Polar band over Bluetooth LE",
+        description="Record a night from an ankle band: a pmld band, or a Polar Verity "
+        "Sense or H10 (Polar Measurement Data). Reconnects by itself when the link drops; "
+        "a pmld band gives back what it buffered meanwhile, a Polar band keeps nothing. "
+        "What is lost is recorded as exact gaps. Samples go to NIGHT.h5.journal as they "
+        "arrive, so "
         "a crash loses at most the last second: running the same command again continues "
         "the night. Ctrl-C or SIGTERM stops the band, writes the pmld-raw night and its "
         "nightly summary (NIGHT.plm.h5).",
         epilog="Exit codes: 0 stopped cleanly, 1 internal error, 2 no band / not a pmld "
-        "band / unusable options.",
+        "or Polar band / unusable options.",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="night file to write (.h5)")
     p.add_argument(
