@@ -226,6 +226,7 @@ def activity_signal(
     params: DetectionParams | None = None,
     *,
     gyro_dps: np.ndarray | None = None,
+    calibration: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Activity:
     """Compute the activity signal of a contiguous ``(n, 3)`` acceleration array.
 
@@ -238,6 +239,11 @@ def activity_signal(
     params : DetectionParams, optional
     gyro_dps : ndarray, shape (n, 3), optional
         Angular rate in deg/s.
+    calibration : (scale, offset_g), optional
+        Per-axis calibration (:class:`pmld.signal.Calibration`): the result is that of
+        ``acc_g * scale + offset_g``, computed from the block statistics of ``acc_g``
+        (block means map through the calibration, each axis' variance scales by
+        ``scale**2``), so the night is never copied.
 
     Returns
     -------
@@ -254,7 +260,13 @@ def activity_signal(
         return Activity(empty, empty, np.zeros((0, 3), np.float32), block_s)
     used = np.ascontiguousarray(acc_g[: n_blocks * size], dtype=np.float32)
     centre = np.median(used[:: max(1, len(used) // 5000)], axis=0).astype(np.float32)
-    means, variance = _centred_block_stats(used, centre, size)
+    means, variances = _centred_block_stats(used, centre, size)
+    if calibration is not None:
+        scale = np.asarray(calibration[0], np.float32).reshape(3)
+        means *= scale
+        variances *= np.square(scale)
+        centre = centre * scale + np.asarray(calibration[1], np.float32).reshape(3)
+    variance = variances.sum(axis=1)
     baseline = _running_median(means, max(1, int(round(params.baseline_s / block_s))))
     deviation = row_norms(means - baseline)
     # Sensor noise adds the same variance to every block; only the excess over the
@@ -306,7 +318,7 @@ def _centred_block_stats(
 
 
 def _block_stats(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-block mean of each axis and summed within-block variance.
+    """Per-block mean and within-block variance of each axis.
 
     The sums are one matrix product with a 0/1 selector (BLAS), several times faster
     than a strided reduction over a ``(blocks, size, 3)`` view. ``values`` is
@@ -319,8 +331,7 @@ def _block_stats(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]
     means = (flat @ selector) / np.float32(size)
     np.square(flat, out=flat)
     squares = flat @ selector
-    variance = np.maximum(squares / np.float32(size) - np.square(means), 0).sum(axis=1)
-    return means, variance
+    return means, np.maximum(squares / np.float32(size) - np.square(means), 0)
 
 
 def _running_median(means: np.ndarray, window: int) -> np.ndarray:

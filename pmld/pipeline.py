@@ -392,7 +392,8 @@ class _SensorInput:
     fs_hz: float
     stretches: list[tuple[int, int, float]]  # first sample, stop sample, t0 (s)
     spans: list[tuple[float, float]]  # the stretches' time spans (s)
-    acc_g: np.ndarray
+    acc_g: np.ndarray  # as recorded: the calibration is applied to statistics of it
+    affine: tuple[np.ndarray, np.ndarray] | None  # the calibration's (scale, offset_g)
     gyro_dps: np.ndarray | None
     range_g: Any
     flags: list[str]  # the findings that no parameter changes, in order
@@ -470,7 +471,12 @@ class PreparedNight:
             device=sensor.device, segments=sensor.segments(),
         )
         self.calibrations.append({"side": sensor.side, **calibration.to_dict()})
-        acc = calibration.apply(sensor.acc_g)
+        # Not applied to the samples (a copy of the night): the detector and the sleep
+        # estimate take block statistics, which the calibration maps exactly.
+        acc = sensor.acc_g
+        affine = None
+        if calibration.applied:
+            affine = (calibration.scale.astype(np.float32), calibration.offset_g.astype(np.float32))
         flags: list[str] = []
         # One summed pass finds any NaN or inf; only then look for the rows.
         if np.isfinite(acc.sum()):
@@ -499,9 +505,9 @@ class PreparedNight:
             spans.append((t0, t0 + (stop - first) / fs))
             stretches.append((first, stop, t0))
         checks: dict[str, Any] = {}
-        _signal_checks(sensor, acc[~nan_rows] if n_nan else acc, flags, checks)
+        _signal_checks(sensor, acc[~nan_rows] if n_nan else acc, affine, flags, checks)
         return _SensorInput(
-            sensor.side, fs, stretches, spans, acc, sensor.gyro_dps,
+            sensor.side, fs, stretches, spans, acc, affine, sensor.gyro_dps,
             sensor.device.get("range_g"), flags, checks,
         )
 
@@ -535,6 +541,7 @@ class PreparedNight:
                             detection,
                             gyro_dps=None if sensor.gyro_dps is None
                             else sensor.gyro_dps[first:stop],
+                            calibration=sensor.affine,
                         ),
                     )
                     for first, stop, t0 in sensor.stretches
@@ -600,7 +607,9 @@ class PreparedNight:
             self._estimates[detection] = estimate_sleep(
                 self.night,
                 self.sleep_params,
-                acc_by_side={sensor.side: sensor.acc_g for sensor in self._sensors},
+                calibration_by_side={
+                    sensor.side: sensor.affine for sensor in self._sensors if sensor.affine
+                },
                 movements=self.detect(detection),
             )
         return self._estimates[detection]
@@ -888,15 +897,20 @@ def _lights(night: Night, label: str, *, first: bool) -> float | None:
     return float(onsets.min() if first else onsets.max())
 
 
-def _signal_checks(sensor: Sensor, acc: np.ndarray, flags, quality) -> None:
+def _signal_checks(sensor: Sensor, acc: np.ndarray, affine, flags, quality) -> None:
     """The findings on a sensor's valid samples that no parameter changes (the clipped
-    fraction's flag depends on ``clip_fraction``: :meth:`PreparedNight.quality`)."""
+    fraction's flag depends on ``clip_fraction``: :meth:`PreparedNight.quality`).
+
+    ``acc`` is as recorded; ``affine`` the calibration's ``(scale, offset_g)``, applied
+    to the sample of it judged for magnitude (clipping is judged on the recorded values).
+    """
     side = sensor.side
     if acc.size == 0:
         quality["flat"] = True
         flags.append(f"{side}: no valid samples")
         return
-    sample = acc[:: max(1, len(acc) // 20000)]
+    recorded = acc[:: max(1, len(acc) // 20000)]
+    sample = recorded if affine is None else recorded * affine[0] + affine[1]
     spread = float(np.ptp(sample, axis=0).max())
     if sensor.gyro_dps is not None:
         gyro = sensor.gyro_dps[:: max(1, len(sensor.gyro_dps) // 20000)]
@@ -917,7 +931,7 @@ def _signal_checks(sensor: Sensor, acc: np.ndarray, flags, quality) -> None:
         )
     range_g = sensor.device.get("range_g")
     if range_g:
-        at_range = np.abs(sample) >= float(range_g) * 0.999
+        at_range = np.abs(recorded) >= float(range_g) * 0.999
         # samples, not axis values
         quality["clipped_fraction"] = float(np.mean(at_range.any(axis=1)))
 

@@ -130,7 +130,8 @@ class StreamingDetector:
         used = acc[: n_blocks * self.block]
         if self._centre is None:
             self._centre = np.median(used, axis=0).astype(np.float32)
-        means, variance = _centred_block_stats(used, self._centre, self.block)
+        means, variances = _centred_block_stats(used, self._centre, self.block)
+        variance = variances.sum(axis=1)
         self._means = np.concatenate([self._means, means])
         self._variance = np.concatenate([self._variance, variance])
         self._blocks_seen += n_blocks

@@ -193,3 +193,21 @@ def test_matching_with_tolerance_pairs_near_misses():
     ref, det = _events([(0, 1)]), _events([(1.2, 2)])
     assert len(match_events(ref, det)) == 0
     assert len(match_events(ref, det, tolerance_s=0.5)) == 1
+
+
+def test_a_calibration_applied_to_the_block_statistics_equals_calibrated_samples():
+    rng = np.random.default_rng(7)
+    fs, n = 100.0, 60_000
+    acc = np.tile(np.float32([0.1, -0.2, 0.97]), (n, 1))
+    acc += rng.normal(0, 0.004, (n, 3)).astype(np.float32)
+    for start in range(3_000, n - 500, 2_300):  # leg movements
+        acc[start : start + 150] += rng.normal(0, 0.2, (150, 3)).astype(np.float32)
+    scale = np.float32([1.02, 0.98, 1.01])
+    offset = np.float32([0.03, -0.05, 0.02])
+    copied = activity_signal(acc * scale + offset, fs)
+    mapped = activity_signal(acc, fs, calibration=(scale, offset))
+    for a, b in [(mapped.activity_g, copied.activity_g), (mapped.deviation_g, copied.deviation_g),
+                 (mapped.orientation, copied.orientation)]:
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    plain = activity_signal(acc, fs)
+    assert not np.allclose(plain.orientation, mapped.orientation, atol=1e-3)

@@ -280,6 +280,24 @@ def test_calibrated_acceleration_is_used(nights):
     assert off.period is None  # no gravity in the data given: nothing usable
 
 
+def test_a_calibration_applied_to_the_bins_equals_calibrated_samples(nights):
+    night, movements = nights["moderate"]
+    scale = np.array([1.03, 0.97, 1.01])
+    offset = np.array([0.02, -0.04, 0.01])
+    acc = night.sensor.acc_g.astype(np.float64)
+    copied = estimate_sleep(night, acc_by_side={"right": acc * scale + offset},
+                            movements=movements)
+    mapped = estimate_sleep(night, calibration_by_side={"right": (scale, offset)},
+                            movements=movements)
+    assert mapped.period == copied.period
+    pd.testing.assert_frame_equal(mapped.epochs, copied.epochs, rtol=1e-6)
+    # and the calibration does something: an offset of 0.3 g moves every angle
+    moved = estimate_sleep(night, calibration_by_side={"right": (scale, offset + 0.3)},
+                           movements=movements)
+    assert not np.allclose(moved.epochs["angle_deg"], mapped.epochs["angle_deg"],
+                           equal_nan=True)
+
+
 # -- argument checks ----------------------------------------------------------------------
 
 
