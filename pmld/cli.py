@@ -409,9 +409,10 @@ def _load_params(args: argparse.Namespace) -> tuple[str, dict]:
     if getattr(args, "calibration", None):
         params["calibration.mode"] = args.calibration
     if getattr(args, "device_calibration", None):
+        from .io.calibration import read_device_calibration
+
         for path in args.device_calibration:
-            if not Path(path).is_file():
-                raise UsageError(f"{path}: no such device calibration file")
+            read_device_calibration(path)  # a bad file: one line now, before any night
         params["calibration.device_files"] = [str(p) for p in args.device_calibration]
     if getattr(args, "sleep", None):
         params["sleep_source"] = args.sleep

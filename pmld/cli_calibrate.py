@@ -2,7 +2,8 @@
 
 Thin: it opens the recordings, pools the still epochs of one device (matched by serial)
 with :func:`pmld.signal.still_points`, fits them with :func:`pmld.signal.calibrate_points`
-and writes :func:`pmld.signal.write_device_calibration`. Method and file: docs/calibration.md.
+and writes :func:`pmld.io.calibration.write_device_calibration`. Method and file:
+docs/calibration.md.
 """
 
 from __future__ import annotations
@@ -68,14 +69,10 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    from .io.calibration import write_device_calibration
     from .io.nightfile import open_night
     from .provenance import file_sha256
-    from .signal import (
-        CalibrationParams,
-        calibrate_points,
-        still_points,
-        write_device_calibration,
-    )
+    from .signal import CalibrationParams, calibrate_points, still_points
 
     overrides: dict[str, Any] = {}
     if args.still_sd is not None:
@@ -183,7 +180,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     written = None
     if args.output is not None:
         written = write_device_calibration(
-            args.output, calibration, inputs=inputs, params=params
+            args.output, calibration, inputs=inputs, params=params.to_dict()
         )
     if args.json:
         out = {"device": device, "calibration": calibration.to_dict(), "inputs": inputs}

@@ -17,6 +17,7 @@ start) when it was stored without resampling, in which case ``fs_hz`` is nominal
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, UsageError
+from .errors import FormatError, InputError, UsageError
 
 SIDES = ("left", "right", "unknown")
 
@@ -542,3 +543,127 @@ def parse_night_time(text: str, night: Night) -> float:
             f"time {text!r} is not seconds from the start, a local HH:MM, or ISO 8601 "
             "with an offset"
         ) from None
+
+
+# -- calibration ---------------------------------------------------------------------
+@dataclass
+class Calibration:
+    """What was done to calibrate one sensor, and why.
+
+    Attributes
+    ----------
+    offset_g : ndarray, shape (3,)
+    scale : ndarray, shape (3,)
+        Applied as ``calibrated = raw * scale + offset_g`` per axis (identity: offset 0,
+        scale 1, when ``status`` is ``none``).
+    status : {'autocalibrated', 'stored', 'none'}
+    reason : str
+        One line: why this status (what failed, which stored file was used, ...).
+    error_before_g, error_after_g : float
+        Mean ``|1 - |a||`` over the night's still points before and after calibration
+        (for ``none`` both are the uncalibrated error); NaN when unknown (no still
+        points, or calibration off).
+    n_points : int
+        Still epochs the figures above are computed over.
+    device : dict
+        ``serial`` and ``model`` of the sensor when known.
+    source : str
+        The stored calibration file used (``status='stored'``), else ``""``.
+    details : dict
+        Extra facts: iterations, the per-axis range of the points, epochs examined, ...
+    """
+
+    offset_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    scale: np.ndarray = field(default_factory=lambda: np.ones(3))
+    status: str = "none"
+    reason: str = ""
+    error_before_g: float = math.nan
+    error_after_g: float = math.nan
+    n_points: int = 0
+    device: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.offset_g = np.asarray(self.offset_g, dtype=np.float64).reshape(3)
+        self.scale = np.asarray(self.scale, dtype=np.float64).reshape(3)
+
+    @property
+    def applied(self) -> bool:
+        """True when :meth:`apply` changes the data."""
+        return self.status != "none"
+
+    @property
+    def serial(self) -> str | None:
+        serial = self.device.get("serial")
+        return None if serial in (None, "") else str(serial)
+
+    def apply(self, acc_g: np.ndarray) -> np.ndarray:
+        """``acc_g * scale + offset_g`` as a new float32 ``(n, 3)`` array.
+
+        With status ``none`` the input itself is returned (as float32, copied only if
+        it was not float32). NaN samples stay NaN.
+        """
+        acc = np.asarray(acc_g, dtype=np.float32)
+        if not self.applied:
+            return acc
+        out = acc * self.scale.astype(np.float32)
+        out += self.offset_g.astype(np.float32)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (NaN stays a float NaN; see
+        :func:`pmld.io.calibration.write_device_calibration` for strict JSON)."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "offset_g": [float(v) for v in self.offset_g],
+            "scale": [float(v) for v in self.scale],
+            "convention": "calibrated = raw * scale + offset_g",
+            "error_before_g": float(self.error_before_g),
+            "error_after_g": float(self.error_after_g),
+            "n_points": int(self.n_points),
+            "device": dict(self.device),
+            "source": self.source,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict` (``None`` reads as NaN)."""
+        try:
+            offset = np.asarray(values["offset_g"], dtype=np.float64)
+            scale = np.asarray(values["scale"], dtype=np.float64)
+        except KeyError as exc:
+            raise FormatError(f"calibration lacks {exc.args[0]!r}") from None
+        except (TypeError, ValueError):
+            raise FormatError("calibration offset_g and scale must be 3 numbers") from None
+        if offset.shape != (3,) or scale.shape != (3,):
+            raise FormatError("calibration offset_g and scale must be 3 numbers each")
+        if not (np.isfinite(offset).all() and np.isfinite(scale).all()) or (scale <= 0).any():
+            raise FormatError("calibration offset_g and scale must be finite, scale > 0")
+        status = str(values.get("status", "none"))
+        if status not in ("autocalibrated", "stored", "none"):
+            raise FormatError(f"unknown calibration status {status!r}")
+        device = values.get("device") or {}
+        if not isinstance(device, dict):
+            raise FormatError("calibration device must be an object")
+        return cls(
+            offset_g=offset,
+            scale=scale,
+            status=status,
+            reason=str(values.get("reason", "")),
+            error_before_g=_float(values.get("error_before_g")),
+            error_after_g=_float(values.get("error_after_g")),
+            n_points=int(values.get("n_points") or 0),
+            device=dict(device),
+            source=str(values.get("source") or ""),
+            details=dict(values.get("details") or {}),
+        )
+
+
+def _float(value: Any) -> float:
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        raise FormatError(f"expected a number, got {value!r}") from None

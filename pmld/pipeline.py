@@ -437,14 +437,19 @@ class PreparedNight:
     ------
     UsageError
         A sensor with irregular timestamps.
+    InputError
+        A device calibration file (``calibration.device_files``) cannot be read.
     """
 
     def __init__(self, night: Night, *, calibration: Any = None, sleep: Any = None):
+        from .io.calibration import read_device_calibrations
         from .signal import CalibrationParams
 
         self.night = night
         self.calibration_params = calibration or CalibrationParams()
         self.sleep_params = sleep or _stage_classes()["sleep"]()
+        #: the stored device calibrations of ``calibration_params.device_files``
+        self.stored_calibrations = read_device_calibrations(self.calibration_params.device_files)
         #: what was done to calibrate each ankle (``Calibration.to_dict()`` with ``side``)
         self.calibrations: list[dict[str, Any]] = []
         self._sensors = [self._sensor_input(sensor) for sensor in night.sensors]
@@ -468,7 +473,7 @@ class PreparedNight:
 
         calibration = choose_calibration(
             sensor.acc_g, sensor.fs_hz, self.calibration_params,
-            device=sensor.device, segments=sensor.segments(),
+            device=sensor.device, segments=sensor.segments(), stored=self.stored_calibrations,
         )
         self.calibrations.append({"side": sensor.side, **calibration.to_dict()})
         # Not applied to the samples (a copy of the night): the detector and the sleep

@@ -31,7 +31,8 @@ A single night at the ankle often fails step 3: a sleeper lies supine, prone and
 either side, which puts gravity in a few directions of one plane of the leg. A
 calibration pooled over several recordings of the same device
 (``pmld calibrate FILES... -o device.json``) can then be used instead: see
-:func:`choose_calibration` and docs/calibration.md.
+:func:`choose_calibration` and docs/calibration.md. This module opens no file: device
+calibration files are read and written by :mod:`pmld.io.calibration`.
 
 References
 ----------
@@ -46,35 +47,26 @@ References
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import FormatError, InputError, PmldError, UsageError
+from .errors import InputError, UsageError
+from .night import Calibration
 
 __all__ = [
-    "CALIBRATION_SCHEMA",
-    "CALIBRATION_VERSION",
     "Calibration",
     "CalibrationParams",
     "StillPoints",
     "autocalibrate",
     "calibrate_points",
     "choose_calibration",
-    "read_device_calibration",
     "still_points",
-    "write_device_calibration",
 ]
-
-#: Schema name and version of a device calibration file (``pmld calibrate -o``).
-CALIBRATION_SCHEMA = "pmld-device-calibration"
-CALIBRATION_VERSION = "1.0"
 
 _MODES = ("auto", "off")
 _AXES = "xyz"
@@ -121,7 +113,9 @@ class CalibrationParams:
         is above this (0.01 g [1]_ [2]_).
     device_files : tuple of str
         Stored device calibrations (``pmld calibrate -o``) to fall back on in ``auto``
-        mode; only one for the recording's device serial is used.
+        mode; only one for the recording's device serial is used. Read by the caller
+        (:func:`pmld.io.calibration.read_device_calibrations`; :func:`pmld.pipeline.analyze`
+        does) and given to :func:`choose_calibration` as ``stored``.
     """
 
     mode: str = "auto"
@@ -175,129 +169,6 @@ class CalibrationParams:
         if "device_files" in values:
             values["device_files"] = tuple(values["device_files"] or ())
         return cls(**values)
-
-
-@dataclass
-class Calibration:
-    """What was done to calibrate one sensor, and why.
-
-    Attributes
-    ----------
-    offset_g : ndarray, shape (3,)
-    scale : ndarray, shape (3,)
-        Applied as ``calibrated = raw * scale + offset_g`` per axis (identity: offset 0,
-        scale 1, when ``status`` is ``none``).
-    status : {'autocalibrated', 'stored', 'none'}
-    reason : str
-        One line: why this status (what failed, which stored file was used, ...).
-    error_before_g, error_after_g : float
-        Mean ``|1 - |a||`` over the night's still points before and after calibration
-        (for ``none`` both are the uncalibrated error); NaN when unknown (no still
-        points, or calibration off).
-    n_points : int
-        Still epochs the figures above are computed over.
-    device : dict
-        ``serial`` and ``model`` of the sensor when known.
-    source : str
-        The stored calibration file used (``status='stored'``), else ``""``.
-    details : dict
-        Extra facts: iterations, the per-axis range of the points, epochs examined, ...
-    """
-
-    offset_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    scale: np.ndarray = field(default_factory=lambda: np.ones(3))
-    status: str = "none"
-    reason: str = ""
-    error_before_g: float = math.nan
-    error_after_g: float = math.nan
-    n_points: int = 0
-    device: dict[str, Any] = field(default_factory=dict)
-    source: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.offset_g = np.asarray(self.offset_g, dtype=np.float64).reshape(3)
-        self.scale = np.asarray(self.scale, dtype=np.float64).reshape(3)
-
-    @property
-    def applied(self) -> bool:
-        """True when :meth:`apply` changes the data."""
-        return self.status != "none"
-
-    @property
-    def serial(self) -> str | None:
-        serial = self.device.get("serial")
-        return None if serial in (None, "") else str(serial)
-
-    def apply(self, acc_g: np.ndarray) -> np.ndarray:
-        """``acc_g * scale + offset_g`` as a new float32 ``(n, 3)`` array.
-
-        With status ``none`` the input itself is returned (as float32, copied only if
-        it was not float32). NaN samples stay NaN.
-        """
-        acc = np.asarray(acc_g, dtype=np.float32)
-        if not self.applied:
-            return acc
-        out = acc * self.scale.astype(np.float32)
-        out += self.offset_g.astype(np.float32)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (NaN stays a float NaN; see :func:`write_device_calibration`
-        for strict JSON)."""
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "offset_g": [float(v) for v in self.offset_g],
-            "scale": [float(v) for v in self.scale],
-            "convention": "calibrated = raw * scale + offset_g",
-            "error_before_g": float(self.error_before_g),
-            "error_after_g": float(self.error_after_g),
-            "n_points": int(self.n_points),
-            "device": dict(self.device),
-            "source": self.source,
-            "details": dict(self.details),
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Calibration:
-        """Inverse of :meth:`to_dict` (``None`` reads as NaN)."""
-        try:
-            offset = np.asarray(values["offset_g"], dtype=np.float64)
-            scale = np.asarray(values["scale"], dtype=np.float64)
-        except KeyError as exc:
-            raise FormatError(f"calibration lacks {exc.args[0]!r}") from None
-        except (TypeError, ValueError):
-            raise FormatError("calibration offset_g and scale must be 3 numbers") from None
-        if offset.shape != (3,) or scale.shape != (3,):
-            raise FormatError("calibration offset_g and scale must be 3 numbers each")
-        if not (np.isfinite(offset).all() and np.isfinite(scale).all()) or (scale <= 0).any():
-            raise FormatError("calibration offset_g and scale must be finite, scale > 0")
-        status = str(values.get("status", "none"))
-        if status not in ("autocalibrated", "stored", "none"):
-            raise FormatError(f"unknown calibration status {status!r}")
-        device = values.get("device") or {}
-        if not isinstance(device, dict):
-            raise FormatError("calibration device must be an object")
-        return cls(
-            offset_g=offset,
-            scale=scale,
-            status=status,
-            reason=str(values.get("reason", "")),
-            error_before_g=_float(values.get("error_before_g")),
-            error_after_g=_float(values.get("error_after_g")),
-            n_points=int(values.get("n_points") or 0),
-            device=dict(device),
-            source=str(values.get("source") or ""),
-            details=dict(values.get("details") or {}),
-        )
-
-
-def _float(value: Any) -> float:
-    try:
-        return math.nan if value is None else float(value)
-    except (TypeError, ValueError):
-        raise FormatError(f"expected a number, got {value!r}") from None
 
 
 class StillPoints(NamedTuple):
@@ -629,16 +500,15 @@ def choose_calibration(
     params: CalibrationParams | None = None,
     *,
     device: dict[str, Any] | None = None,
-    stored: Iterable[Calibration | str | os.PathLike] = (),
+    stored: Iterable[Calibration] = (),
     segments: Iterable[tuple[int, int]] | None = None,
 ) -> Calibration:
     """The calibration to apply to one sensor, and why.
 
     ``mode='off'``: none. ``mode='auto'``: autocalibrate; if that fails, use the stored
-    calibration for the sensor's device serial (from ``stored`` and
-    ``params.device_files``); if there is none, none. The result's ``reason`` says what
-    failed and what was used; a stored calibration of another serial is never used (the
-    reason says so).
+    calibration for the sensor's device serial (from ``stored``); if there is none,
+    none. The result's ``reason`` says what failed and what was used; a stored
+    calibration of another serial is never used (the reason says so).
 
     Parameters
     ----------
@@ -648,9 +518,9 @@ def choose_calibration(
     device : dict, optional
         The sensor's metadata (:attr:`pmld.night.Sensor.device`); its ``serial`` matches
         stored calibrations.
-    stored : iterable of Calibration or path
-        Stored device calibrations, or files to read them from
-        (:func:`read_device_calibration`), in addition to ``params.device_files``.
+    stored : iterable of Calibration
+        Stored device calibrations: those of ``params.device_files``, read by
+        :func:`pmld.io.calibration.read_device_calibrations`, and any others.
 
     Returns
     -------
@@ -658,10 +528,23 @@ def choose_calibration(
 
     Raises
     ------
-    InputError, FormatError
-        A device calibration file cannot be read.
+    UsageError
+        ``params.device_files`` are named but ``stored`` is empty (the files were not
+        read), or an item of ``stored`` is not a :class:`Calibration`.
     """
     params = params or CalibrationParams()
+    stored = list(stored)
+    for item in stored:
+        if not isinstance(item, Calibration):
+            raise UsageError(
+                f"stored calibrations must be Calibration objects, got {item!r}: read "
+                "device calibration files with pmld.io.calibration.read_device_calibration"
+            )
+    if params.device_files and not stored:
+        raise UsageError(
+            "calibration device_files are not read by choose_calibration: pass their "
+            "calibrations as stored=pmld.io.calibration.read_device_calibrations(...)"
+        )
     identity = _device_identity(device)
     if params.mode == "off":
         return Calibration(status="none", reason="calibration off", device=identity)
@@ -673,13 +556,7 @@ def choose_calibration(
     )
     if auto.status == "autocalibrated":
         return auto
-    candidates: list[Calibration] = []
-    for item in (*params.device_files, *stored):
-        if isinstance(item, Calibration):
-            candidates.append(item)
-        else:
-            candidates.extend(read_device_calibration(item))
-    if not candidates:
+    if not stored:
         return auto
     if auto.details.get("problem") == "units":
         return auto  # a stored calibration cannot repair data in the wrong units
@@ -687,9 +564,9 @@ def choose_calibration(
     if serial is None:
         auto.reason += "; the sensor has no device serial, so no stored calibration is used"
         return auto
-    matching = [c for c in candidates if c.serial == str(serial)]
+    matching = [c for c in stored if c.serial == str(serial)]
     if not matching:
-        others = sorted({c.serial or "no serial" for c in candidates})
+        others = sorted({c.serial or "no serial" for c in stored})
         auto.reason += (
             f"; stored calibration(s) for device {', '.join(others)} not used: this sensor "
             f"is device {serial}"
@@ -730,118 +607,3 @@ def choose_calibration(
             "stored_n_points": chosen.n_points,
         },
     )
-
-
-# -- device calibration files ---------------------------------------------------------
-
-
-def write_device_calibration(
-    path: str | os.PathLike,
-    calibration: Calibration,
-    *,
-    inputs: Iterable[dict[str, Any]] = (),
-    params: CalibrationParams | None = None,
-) -> dict[str, Any]:
-    """Write a device calibration file (JSON), atomically.
-
-    Parameters
-    ----------
-    path : path
-    calibration : Calibration
-        An ``autocalibrated`` result of pooled recordings of one device.
-    inputs : iterable of dict
-        The recordings it was computed from: ``path``, ``sha256``, ``n_points``, ...
-    params : CalibrationParams, optional
-        The parameters used (recorded for provenance).
-
-    Returns
-    -------
-    dict
-        What was written.
-    """
-    from .provenance import stamp, strict_json
-
-    if calibration.status != "autocalibrated":
-        raise UsageError("only a successful autocalibration can be stored")
-    entry = calibration.to_dict()
-    entry["source"] = ""
-    content = {
-        "schema": CALIBRATION_SCHEMA,
-        "schema_version": CALIBRATION_VERSION,
-        **stamp(),
-        "device": dict(calibration.device),
-        "calibrations": [entry],
-        "params": (params or CalibrationParams()).to_dict(),
-        "inputs": [dict(item) for item in inputs],
-    }
-    text = json.dumps(strict_json(content), indent=2, sort_keys=False) + "\n"
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise PmldError(f"cannot write: {exc.strerror or exc}", path=target) from None
-    return content
-
-
-def read_device_calibration(path: str | os.PathLike) -> list[Calibration]:
-    """Read a device calibration file written by :func:`write_device_calibration`.
-
-    Returns
-    -------
-    list of Calibration
-        One per device the file holds (``pmld calibrate`` writes one), with ``source``
-        set to ``path`` and the file's creation time in ``details["created_utc"]``.
-
-    Raises
-    ------
-    InputError
-        The file is missing or unreadable.
-    FormatError
-        Not JSON, not a device calibration, or a schema version this pmld cannot read.
-    """
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such device calibration file", path=source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}",
-                         path=source) from None
-    try:
-        content = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FormatError(
-            f"not a valid JSON device calibration (line {exc.lineno}: {exc.msg})", path=source
-        ) from None
-    if not isinstance(content, dict) or content.get("schema") != CALIBRATION_SCHEMA:
-        raise FormatError(f"not a {CALIBRATION_SCHEMA} file (pmld calibrate -o writes one)",
-                          path=source)
-    version = str(content.get("schema_version", ""))
-    if version.split(".")[0] != CALIBRATION_VERSION.split(".")[0]:
-        raise FormatError(
-            f"device calibration schema version {version or '?'} is not readable by this "
-            f"pmld (it reads {CALIBRATION_VERSION.split('.')[0]}.x): update pmld",
-            path=source,
-        )
-    entries = content.get("calibrations")
-    if not isinstance(entries, list) or not entries:
-        raise FormatError("holds no calibration", path=source)
-    out = []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise FormatError("a calibration entry is not an object", path=source)
-        try:
-            calibration = Calibration.from_dict(entry)
-        except FormatError as exc:
-            raise FormatError(str(exc), path=source) from None
-        calibration.source = str(source)
-        if content.get("created_utc"):
-            calibration.details["created_utc"] = str(content["created_utc"])
-        out.append(calibration)
-    return out

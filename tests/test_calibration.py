@@ -1,4 +1,5 @@
-"""Calibration to local gravity (pmld.signal) and ``pmld calibrate``.
+"""Calibration to local gravity (pmld.signal), device calibration files
+(pmld.io.calibration) and ``pmld calibrate``.
 
 Synthetic still postures with a known offset and gain must be recovered; the failures
 (too few still epochs, poor coverage, wrong units) must say why; a stored calibration is
@@ -20,18 +21,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmld.errors import FormatError, InputError, UsageError
+from pmld.io.calibration import (
+    CALIBRATION_SCHEMA,
+    read_device_calibration,
+    read_device_calibrations,
+    write_device_calibration,
+)
 from pmld.io.raw import write_raw
 from pmld.night import Night, Sensor
 from pmld.signal import (
-    CALIBRATION_SCHEMA,
     Calibration,
     CalibrationParams,
     autocalibrate,
     calibrate_points,
     choose_calibration,
-    read_device_calibration,
     still_points,
-    write_device_calibration,
 )
 from pmld.simulate import simulate_night
 
@@ -277,8 +281,34 @@ def test_device_files_in_params(tmp_path):
     params = CalibrationParams(device_files=(str(path),))
     assert params.to_dict()["device_files"] == [str(path)]
     assert CalibrationParams.from_dict(params.to_dict()) == params
-    cal = choose_calibration(_one_posture_night(), FS, params, device={"serial": "A1"})
+    stored = read_device_calibrations(params.device_files)
+    cal = choose_calibration(_one_posture_night(), FS, params, device={"serial": "A1"},
+                             stored=stored)
     assert cal.status == "stored" and cal.source == str(path)
+
+
+def test_choose_calibration_reads_no_file(tmp_path):
+    # signal.py opens no file: paths, and device_files left unread, are refused
+    path = tmp_path / "a1.json"
+    write_device_calibration(path, _stored("A1"))
+    acc = _one_posture_night()
+    with pytest.raises(UsageError, match="must be Calibration objects"):
+        choose_calibration(acc, FS, CalibrationParams(), device={"serial": "A1"},
+                           stored=[str(path)])
+    with pytest.raises(UsageError, match="device_files are not read by choose_calibration"):
+        choose_calibration(acc, FS, CalibrationParams(device_files=(str(path),)),
+                           device={"serial": "A1"})
+
+
+def test_analyze_reads_device_files_and_names_a_bad_one(tmp_path):
+    from pmld.pipeline import analyze
+
+    night = simulate_night("healthy", hours=0.5, fs_hz=FS, seed=1)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "other"}')
+    with pytest.raises(FormatError, match="not a pmld-device-calibration file") as info:
+        analyze(night, **{"calibration.device_files": [str(bad)]})
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_params_are_checked():
@@ -375,8 +405,8 @@ def test_cli_pools_recordings_writes_and_reads_back(tmp_path):
     assert content["device"] == {"serial": "A1", "model": "test-band"}
     # the stored file then calibrates a night of that device that cannot calibrate itself
     night = postures_signal(up_half[:1], gain, bias, epochs_each=50)
-    chosen = choose_calibration(night, FS, CalibrationParams(device_files=(str(out),)),
-                                device={"serial": "A1"})
+    chosen = choose_calibration(night, FS, CalibrationParams(), device={"serial": "A1"},
+                                stored=read_device_calibration(out))
     assert chosen.status == "stored"
     assert chosen.error_after_g < 0.003 < chosen.error_before_g
     # --json reports without writing

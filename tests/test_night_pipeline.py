@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from pmld.errors import UsageError
+from pmld.io.calibration import write_device_calibration
 from pmld.io.raw import write_raw
 from pmld.io.summary import read_summary
 from pmld.night import make_annotations
 from pmld.pipeline import analyze
-from pmld.signal import Calibration, write_device_calibration
+from pmld.signal import Calibration
 from pmld.simulate import simulate_night
 
 FS = 25.0
@@ -196,8 +197,10 @@ def test_cli_device_calibration_sleep_option_and_night_date(tmp_path):
     as_json = json.loads(_cli("show", out, "--json", cwd=tmp_path).stdout)
     assert as_json["sleep"]["source"] == "estimate"
     # one line for a bad choice, before any work
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{not json")
     for bad in (["--sleep", "dream"], ["--device-calibration", tmp_path / "none.json"],
-                ["--set", "epoch_s=5"]):
+                ["--device-calibration", corrupt], ["--set", "epoch_s=5"]):
         done = _cli("analyze", raw, "-o", tmp_path / "x.plm.h5", *bad, cwd=tmp_path)
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr

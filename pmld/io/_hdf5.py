@@ -107,10 +107,10 @@ def write_table(
     group = parent.create_group(name)
     group.attrs["columns"] = np.array(list(frame.columns), dtype=_STR)
     group.attrs["n_rows"] = len(frame)
-    for column in frame.columns:
-        values = frame[column].to_numpy()
+    for column, series in frame.items():
+        values = series.to_numpy()
         if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-            data = np.array([str(v) for v in values], dtype=_STR)
+            data = _text_array(values)
         elif values.dtype == bool:
             data = values.astype(np.bool_)
         else:
@@ -119,6 +119,13 @@ def write_table(
         if units and column in units:
             dataset.attrs["unit"] = units[column]
     return group
+
+
+def _text_array(values: np.ndarray) -> np.ndarray:
+    """``str`` of every value, as an array h5py stores as UTF-8 variable-length text."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values.astype(_STR)  # all str already
+    return np.array([str(v) for v in values], dtype=_STR)
 
 
 def read_table(group: h5py.Group) -> pd.DataFrame:
