@@ -417,7 +417,7 @@ def test_sigterm_stops_cleanly_with_the_night_and_its_summary(tmp_path):
     assert not journal_path(output).exists()
 
 
-KILLS = 3
+KILLS = 2
 
 
 @pytest.mark.parametrize("trial", range(KILLS))
