@@ -168,6 +168,7 @@ def test_verity_night_is_the_source_within_a_milli_g(tmp_path):
     assert sensor.device["range_g"] == 8
     assert len(sensor.gaps) == 0
     assert rec.result.stats.sessions == 1 and rec.result.stats.bad_frame_count == 0
+    assert rec.recorder.mtu == 247  # the exchange the virtual link made
     # the band was STARTed with the Verity's defaults
     assert "0202000134000101100002010800040103" in rec.band.stats.commands
     summary = read_summary(summary_path(rec.output))

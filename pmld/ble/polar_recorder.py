@@ -268,7 +268,7 @@ class PolarRecorder(Recorder):
                 f"{self._device_text()} streams no acceleration over PMD (it offers: "
                 f"{names}); pmld needs a Polar Verity Sense, H10 or another band with ACC"
             )
-        self.mtu = int(getattr(client, "mtu_size", 0) or 0) or None
+        self.mtu = _negotiated_mtu(client)
         self._streaming = False
         self._device_stopped = False
         await client.start_notify(CONTROL_POINT_UUID, self._on_control)
@@ -539,6 +539,24 @@ class PolarRecorder(Recorder):
             self.stats.bad_frames["clipped"] = self.stats.bad_frames.get("clipped", 0) + 1
             rows = np.clip(rows, -32768, 32767)
         return rows.astype(np.int16)
+
+
+def _negotiated_mtu(client) -> int | None:
+    """The link's ATT MTU as far as bleak tells it (None when it does not).
+
+    BlueZ can report ``mtu_size`` 23 after a larger exchange, while a characteristic's
+    ``max_write_without_response_size`` (MTU - 3) follows the exchange, so the larger
+    of the two is taken. Only for reporting: pmld leaves the MTU exchange to the
+    operating system's stack, and only the band's INVALID_MTU answer stops a recording.
+    """
+    values = []
+    with contextlib.suppress(Exception):  # a backend that cannot tell yet
+        values.append(int(client.mtu_size or 0))
+    with contextlib.suppress(Exception):
+        char = client.services.get_characteristic(CONTROL_POINT_UUID)
+        values.append(int(char.max_write_without_response_size or 0) + 3)
+    best = max(values, default=0)
+    return best if best > 3 else None
 
 
 def _type_name(t: int) -> str:
