@@ -19,7 +19,9 @@ et al. (2014) [1]_:
    sphere (divided by its magnitude); per axis, offset and scale are fitted by weighted
    linear regression of the projections on the raw values; each point is re-weighted by
    the inverse of its distance to the sphere, capped at ``max_weight`` (so outliers
-   count less); repeat until the mean distance changes by less than ``tol_g``.
+   count less); repeat until the mean distance changes by less than ``tol_g``. The
+   repetition is Anderson-accelerated (:func:`_fit_sphere`): the same fixed point in
+   tens of fits instead of hundreds or thousands.
 5. The calibration error is the mean ``|1 - |a||`` over the points, before and after.
    The calibration fails when the error after is above ``max_error_g`` (0.01 g) or is not
    smaller than before.
@@ -100,11 +102,12 @@ class CalibrationParams:
         pmld's choice; GGIR instead reads at least 72 h of data).
     max_iter : int
         Most iterations of the weighted least-squares fit (2000; pmld's choice: on
-        simulated ankle nights the fit needs 50-1400).
+        simulated ankle nights the accelerated fit needs 20-60, plain repetition needed
+        50-1800).
     tol_g : float
         The fit has converged when the mean distance of the points to the unit sphere
         changes by less than this between iterations (1e-9 g; pmld's choice: the offsets
-        are then within about 0.02 mg of where the fit would end).
+        are then within about 0.001 mg of the fit's fixed point).
     max_weight : float
         Cap on a point's weight, the inverse of its distance to the sphere (100, i.e.
         distances under 0.01 g count alike [1]_).
@@ -407,42 +410,77 @@ def calibrate_points(
 
 def _fit_sphere(points: np.ndarray, params: CalibrationParams
                 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """Iterative weighted least squares of van Hees et al. (2014).
+    """Iterative weighted least squares of van Hees et al. (2014), accelerated.
+
+    One fit (:func:`_sphere_step`) maps an offset and scale to the next. Its fixed point
+    is the calibration; plain repetition creeps towards it (hundreds to thousands of
+    fits on ankle nights, and it can stop on a flat stretch of the mean distance while
+    the offsets still move by mg). Anderson acceleration [3]_ takes the combination of
+    the last :data:`_ANDERSON_DEPTH` fits whose changes cancel best: the same fixed point
+    in tens of fits. A combination that is not finite or gives a scale <= 0 is replaced
+    by the plain fit. The stopping rule is unchanged: the mean distance changed by less
+    than ``tol_g``.
 
     Returns offset, scale, iterations (fits made) and whether the fit converged.
+
+    References
+    ----------
+    .. [3] Walker HF, Ni P. Anderson acceleration for fixed-point iterations. SIAM J
+       Numer Anal 49:1715-1735, 2011.
     """
     raw = np.ascontiguousarray(points.T)  # (3, k): each axis contiguous, for speed
-    offset = np.zeros(3)
-    scale = np.ones(3)
-    weight = np.ones(raw.shape[1])
+    x = np.concatenate([np.zeros(3), np.ones(3)])  # offset, scale
     floor = 1.0 / params.max_weight
     previous = math.inf
+    fits: list[np.ndarray] = []  # the last fits G(x) ...
+    changes: list[np.ndarray] = []  # ... and G(x) - x
     for iteration in range(params.max_iter + 1):
-        calibrated = raw * scale[:, None]
-        calibrated += offset[:, None]
-        norm = np.sqrt(np.einsum("ij,ij->j", calibrated, calibrated))
-        distance = np.abs(1.0 - norm)
-        residual = float(distance.mean())
+        residual, fit = _sphere_step(raw, x, floor, weighted=iteration > 0)
         if abs(previous - residual) < params.tol_g:
-            return offset, scale, iteration, True
+            return x[:3], x[3:], iteration, True
         if iteration == params.max_iter:
             break
         previous = residual
-        if iteration:
-            # Weight = inverse distance to the sphere, capped: outliers count less.
-            weight = 1.0 / np.maximum(distance, floor)
-        target = calibrated / norm  # the closest point on the unit sphere
-        # Weighted simple regression of the target on the raw value, all axes at once.
-        total = weight.sum()
-        mean_raw = raw @ weight / total
-        mean_target = target @ weight / total
-        weighted_dev = (raw - mean_raw[:, None]) * weight
-        # sum(weighted_dev) is 0 per axis, so the target's mean need not be removed.
-        scale = np.einsum("ij,ij->i", weighted_dev, target) / np.einsum(
-            "ij,ij->i", weighted_dev, raw
-        )
-        offset = mean_target - scale * mean_raw
-    return offset, scale, params.max_iter, False
+        fits = [*fits[-_ANDERSON_DEPTH + 1 :], fit]
+        changes = [*changes[-_ANDERSON_DEPTH + 1 :], fit - x]
+        x = fit
+        if len(fits) > 1:
+            f = np.array(changes).T  # (6, m)
+            g = np.array(fits).T
+            gamma = np.linalg.lstsq(np.diff(f, axis=1), f[:, -1], rcond=None)[0]
+            mixed = fit - np.diff(g, axis=1) @ gamma
+            if np.isfinite(mixed).all() and (mixed[3:] > 0).all():
+                x = mixed
+    return x[:3], x[3:], params.max_iter, False
+
+
+#: Fits that Anderson acceleration combines (:func:`_fit_sphere`).
+_ANDERSON_DEPTH = 5
+
+
+def _sphere_step(raw: np.ndarray, x: np.ndarray, floor: float, *, weighted: bool
+                 ) -> tuple[float, np.ndarray]:
+    """The mean distance to the unit sphere of the points calibrated by ``x`` (offset,
+    scale), and the next fit: each point projected onto the sphere, weighted by the
+    inverse of its distance (capped; the first fit unweighted), and a weighted simple
+    regression of the projections on the raw values, all axes at once."""
+    offset, scale = x[:3], x[3:]
+    calibrated = raw * scale[:, None]
+    calibrated += offset[:, None]
+    norm = np.sqrt(np.einsum("ij,ij->j", calibrated, calibrated))
+    distance = np.abs(1.0 - norm)
+    weight = 1.0 / np.maximum(distance, floor) if weighted else np.ones_like(norm)
+    target = calibrated / norm  # the closest point on the unit sphere
+    total = weight.sum()
+    mean_raw = raw @ weight / total
+    mean_target = target @ weight / total
+    weighted_dev = (raw - mean_raw[:, None]) * weight
+    # sum(weighted_dev) is 0 per axis, so the target's mean need not be removed.
+    new_scale = np.einsum("ij,ij->i", weighted_dev, target) / np.einsum(
+        "ij,ij->i", weighted_dev, raw
+    )
+    new_offset = mean_target - new_scale * mean_raw
+    return float(distance.mean()), np.concatenate([new_offset, new_scale])
 
 
 def autocalibrate(

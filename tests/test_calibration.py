@@ -32,6 +32,8 @@ from pmld.night import Night, Sensor
 from pmld.signal import (
     Calibration,
     CalibrationParams,
+    _fit_sphere,
+    _sphere_step,
     autocalibrate,
     calibrate_points,
     choose_calibration,
@@ -459,3 +461,27 @@ def test_replace_keeps_params_frozen():
     assert params.min_points == 10
     with pytest.raises(AttributeError):
         params.min_points = 3  # type: ignore[misc]
+
+
+def test_the_accelerated_fit_ends_at_the_fixed_point_where_plain_repetition_stops_short():
+    # an ankle night whose still points make plain repetition slow (about 1800 fits)
+    params = CalibrationParams()
+    night = simulate_night("moderate", hours=8, fs_hz=25, seed=11)
+    points = still_points(night.sensor.acc_g, 25, params,
+                          segments=night.sensor.segments()).points
+    raw, floor = np.ascontiguousarray(points.T), 1 / params.max_weight
+    offset, scale, fits, converged = _fit_sphere(points, params)
+    assert converged and fits < 100
+    x = np.concatenate([offset, scale])
+    assert np.abs(_sphere_step(raw, x, floor, weighted=True)[1] - x).max() < 1e-8
+    # plain repetition under the same stopping rule: many more fits, and it stops while
+    # one more fit still moves the parameters
+    y, previous = np.concatenate([np.zeros(3), np.ones(3)]), math.inf
+    for plain_fits in range(params.max_iter + 1):
+        residual, fit = _sphere_step(raw, y, floor, weighted=plain_fits > 0)
+        if abs(previous - residual) < params.tol_g:
+            break
+        previous, y = residual, fit
+    assert plain_fits > 10 * fits
+    assert np.abs(_sphere_step(raw, y, floor, weighted=True)[1] - y).max() > 1e-8
+    assert np.abs(y[:3] - offset).max() < 1e-3  # the same calibration, to 1 mg
