@@ -483,6 +483,16 @@ def _actfast():
     return actfast
 
 
+def _series(result: dict, name: str, source: Path, empty: str) -> tuple[dict, np.ndarray]:
+    """actfast's time series ``name`` and its sample times (ns); with fewer than two
+    samples, the one line ``empty`` (plus actfast's first warning)."""
+    table = result["timeseries"].get(name, {})
+    times = np.asarray(table.get("datetime", np.zeros(0, np.int64)))
+    if times.size < 2:
+        raise InputError(empty + _warning_hint(result["warnings"]), path=source)
+    return table, times
+
+
 def _call_actfast(path: Path, kind: str) -> dict:
     actfast = _actfast()
     try:
@@ -591,14 +601,8 @@ def _read_cwa(source: Path) -> _Raw:
         raise InputError("has a CWA header but no data block: no samples", path=source)
     result = _call_actfast(source, "cwa")
     meta = result["metadata"]
-    table = result["timeseries"].get("high_frequency", {})
-    times = np.asarray(table.get("datetime", np.zeros(0, np.int64)))
-    if times.size < 2:
-        raise InputError(
-            f"no readable samples in {blocks} data block(s)"
-            + _warning_hint(result["warnings"]),
-            path=source,
-        )
+    table, times = _series(result, "high_frequency", source,
+                           f"no readable samples in {blocks} data block(s)")
     configuration = meta.get("configuration", {})
     device_meta = meta.get("device", {})
     # The rate code gives 12.5 and 6.25 Hz rounded in actfast's text: take it from the
@@ -659,13 +663,8 @@ def _read_gt3x(source: Path) -> _Raw:
             shutil.rmtree(workdir, ignore_errors=True)
     meta = result["metadata"]
     info = meta.get("info", {})
-    table = result["timeseries"].get("acceleration", {})
-    times = np.asarray(table.get("datetime", np.zeros(0, np.int64)))
-    if times.size < 2:
-        raise InputError(
-            "no readable acceleration records in log.bin" + _warning_hint(result["warnings"]),
-            path=source,
-        )
+    table, times = _series(result, "acceleration", source,
+                           "no readable acceleration records in log.bin")
     acc = np.asarray(table["acceleration"], dtype=np.float32)
     fs_hz = _number(info.get("Sample Rate"))
     if not fs_hz:
@@ -718,13 +717,8 @@ def _read_geneactiv(source: Path) -> _Raw:
     notes: list[str] = []
     result = _call_actfast(source, "geneactiv")
     meta = result["metadata"]
-    table = result["timeseries"].get("high_frequency", {})
-    times = np.asarray(table.get("datetime", np.zeros(0, np.int64)))
-    if times.size < 2:
-        raise InputError(
-            "no readable pages after the header" + _warning_hint(result["warnings"]),
-            path=source,
-        )
+    table, times = _series(result, "high_frequency", source,
+                           "no readable pages after the header")
     configuration = meta.get("Configuration Info", {})
     identity = meta.get("Device Identity", {})
     capabilities = meta.get("Device Capabilities", {})
